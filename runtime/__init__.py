@@ -1,0 +1,83 @@
+"""The wasmtime host: components, instances, limits, host functions, storage.
+
+This layer knows WebAssembly and nothing about actors::
+
+    with Engine() as engine:
+        component = engine.load("examples/echo/build/echo.wasm")
+        limits = Limits(memory=64 * MiB, fuel=50_000_000, timeout=1.0)
+        with Instance(component, limits) as instance:
+            result = instance.handle_message(b"hi", request=True)
+"""
+
+from ._component import Component
+from ._engine import Engine, default_cache_dir
+from ._errors import (
+    CompileError,
+    ComponentError,
+    CoreModuleError,
+    InstanceBrokenError,
+    InstanceClosedError,
+    InstantiationError,
+    ManifestError,
+    MissingImportsError,
+    NotWasmError,
+    PayloadTooLargeError,
+    StorageError,
+    WasmActorsError,
+    WorldMismatchError,
+)
+from ._host import HostContext
+from ._instance import Instance
+from ._limits import GiB, KiB, Limits, Manifest, MiB, parse_size
+from ._outcome import (
+    AppError,
+    CallResult,
+    Crash,
+    CrashKind,
+    Outcome,
+    Outgoing,
+    RequestError,
+    RequestFailure,
+    Success,
+)
+from ._storage import MemoryStorage, SQLiteStorage, StorageBackend, Transaction
+
+__all__ = [
+    "AppError",
+    "CallResult",
+    "CompileError",
+    "Component",
+    "ComponentError",
+    "CoreModuleError",
+    "Crash",
+    "CrashKind",
+    "Engine",
+    "GiB",
+    "HostContext",
+    "Instance",
+    "InstanceBrokenError",
+    "InstanceClosedError",
+    "InstantiationError",
+    "KiB",
+    "Limits",
+    "Manifest",
+    "ManifestError",
+    "MemoryStorage",
+    "MiB",
+    "MissingImportsError",
+    "NotWasmError",
+    "Outcome",
+    "Outgoing",
+    "PayloadTooLargeError",
+    "RequestError",
+    "RequestFailure",
+    "SQLiteStorage",
+    "StorageBackend",
+    "StorageError",
+    "Success",
+    "Transaction",
+    "WasmActorsError",
+    "WorldMismatchError",
+    "default_cache_dir",
+    "parse_size",
+]

@@ -1,0 +1,205 @@
+"""Direct access to wasmtime's C API for component values.
+
+wasmtime-py's ``Func.__call__`` looks the function type up and converts every
+value through Python objects on each call; a ``list<u8>`` costs ~1.3 µs a
+byte that way. The hot path instead keeps one pre-built argument block per
+instance and passes it straight to ``wasmtime_component_func_call``, and
+reads results in place. This module holds the layouts (mirrors of
+``wasmtime/component/val.h``) and private function pointers configured for
+that use; nothing here knows about actors.
+
+Arguments are borrowed by wasmtime (``const wasmtime_component_val_t *``), so
+they may point at Python-owned memory. Results and host-function results are
+owned by wasmtime: strings in them must be allocated by ``wasm_byte_vec_new``
+and nested values by ``wasmtime_component_val_new``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from ctypes import c_bool, c_char_p, c_size_t, c_uint8, c_uint64, c_void_p, sizeof, string_at
+from typing import Any
+
+from wasmtime import _ffi as ffi
+
+# Value kinds (WASMTIME_COMPONENT_*).
+BOOL = 0
+U32 = 6
+U64 = 8
+STRING = 12
+LIST = 13
+RECORD = 14
+TUPLE = 15
+VARIANT = 16
+ENUM = 17
+OPTION = 18
+RESULT = 19
+
+VAL_SIZE = 32
+ENTRY_SIZE = 48
+OF = 8  # offset of the union inside a value
+
+
+class Str(ctypes.Structure):
+    """A borrowed ``wasm_name_t`` pointing at a Python ``bytes`` object."""
+
+    _fields_ = [("size", c_size_t), ("data", c_char_p)]
+
+
+class Vec(ctypes.Structure):
+    """Any ``{size, data*}`` vector: list, record, tuple."""
+
+    _fields_ = [("size", c_size_t), ("data", c_void_p)]
+
+
+class ResultOf(ctypes.Structure):
+    _fields_ = [("is_ok", c_bool), ("val", c_void_p)]
+
+
+class VariantOf(ctypes.Structure):
+    _fields_ = [("discriminant", Str), ("val", c_void_p)]
+
+
+class Union(ctypes.Union):
+    _fields_ = [
+        ("boolean", c_bool),
+        ("u32", ctypes.c_uint32),
+        ("u64", c_uint64),
+        ("str", Str),
+        ("vec", Vec),
+        ("ptr", c_void_p),
+        ("result", ResultOf),
+        ("variant", VariantOf),
+    ]
+
+
+class Val(ctypes.Structure):
+    """``wasmtime_component_val_t``: a kind byte and a 24-byte union."""
+
+    _fields_ = [("kind", c_uint8), ("of", Union)]
+
+
+class Entry(ctypes.Structure):
+    """``wasmtime_component_valrecord_entry_t``."""
+
+    _fields_ = [("name", Str), ("val", Val)]
+
+
+if (sizeof(Val), sizeof(Entry)) != (sizeof(ffi.wasmtime_component_val_t),
+                                    sizeof(ffi.wasmtime_component_valrecord_entry)):
+    raise ImportError("wasmtime's component value layout changed; this wasmactors "
+                      "release supports wasmtime 50.x")
+assert (sizeof(Val), sizeof(Entry)) == (VAL_SIZE, ENTRY_SIZE)
+
+
+def _raw(name: str, restype: Any) -> Any:
+    # ``dll[name]`` makes a fresh function object; ``dll.name`` would return
+    # wasmtime-py's own, whose argtypes we must not change. No argtypes: the
+    # caller passes ready ctypes objects, which skips per-call conversion.
+    fn = ffi.dll[name]
+    fn.restype = restype
+    fn.argtypes = None
+    return fn
+
+
+func_call = _raw("wasmtime_component_func_call", c_void_p)
+func_post_return = _raw("wasmtime_component_func_post_return", c_void_p)
+set_fuel = _raw("wasmtime_context_set_fuel", c_void_p)
+get_fuel = _raw("wasmtime_context_get_fuel", c_void_p)
+set_epoch_deadline = _raw("wasmtime_context_set_epoch_deadline", None)
+val_delete = _raw("wasmtime_component_val_delete", None)
+val_new = _raw("wasmtime_component_val_new", c_void_p)
+byte_vec_new = _raw("wasm_byte_vec_new", None)
+vallist_new_uninit = _raw("wasmtime_component_vallist_new_uninit", None)
+error_new = _raw("wasmtime_error_new", c_void_p)
+
+_unpack = struct.unpack_from
+_Q = struct.Struct("<Q")
+_QQ = struct.Struct("<QQ")
+
+
+def read_u64(addr: int) -> int:
+    return int(_Q.unpack(string_at(addr, 8))[0])
+
+
+def read_kind(addr: int) -> int:
+    return string_at(addr, 1)[0]
+
+
+def read_string(val_addr: int) -> bytes:
+    """The UTF-8 bytes of a string value at ``val_addr``."""
+    size, data = _QQ.unpack(string_at(val_addr + OF, 16))
+    return string_at(data, size) if size else b""
+
+
+def read_name(val_addr: int) -> str:
+    """The case name of an enum or variant value."""
+    return read_string(val_addr).decode()
+
+
+def read_pointer(val_addr: int, offset: int = OF) -> int:
+    return read_u64(val_addr + offset)
+
+
+def write_string(val_addr: int, data: bytes) -> None:
+    """Store ``data`` as a wasmtime-owned string value at ``val_addr``."""
+    ctypes.memset(val_addr, 0, VAL_SIZE)
+    ctypes.memset(val_addr, STRING, 1)
+    byte_vec_new(c_void_p(val_addr + OF), c_size_t(len(data)), c_char_p(data))
+
+
+# A tiny description of host-function results, lowered into wasmtime-owned
+# values: ("str", bytes) | ("u32" | "u64", int) | ("bool", bool) | ("option", v|None)
+# | ("ok", v|None) | ("err", v) | ("case", name, v|None) | ("strings", [bytes]).
+Spec = tuple[Any, ...]
+
+
+def lower(val_addr: int, spec: Spec) -> None:
+    """Write the value described by ``spec`` at ``val_addr`` (wasmtime-owned)."""
+    tag = spec[0]
+    if tag == "str":
+        write_string(val_addr, spec[1])
+        return
+    val = Val.from_address(val_addr)
+    ctypes.memset(val_addr, 0, VAL_SIZE)
+    if tag == "u64":
+        val.kind = U64
+        val.of.u64 = spec[1]
+    elif tag == "u32":
+        val.kind = U32
+        val.of.u32 = spec[1]
+    elif tag == "bool":
+        val.kind = BOOL
+        val.of.boolean = bool(spec[1])
+    elif tag == "option":
+        val.kind = OPTION
+        val.of.ptr = _boxed(spec[1])
+    elif tag in ("ok", "err"):
+        val.kind = RESULT
+        val.of.result.is_ok = tag == "ok"
+        val.of.result.val = _boxed(spec[1])
+    elif tag == "case":
+        val.kind = VARIANT
+        name: bytes = spec[1].encode()
+        byte_vec_new(c_void_p(val_addr + OF), c_size_t(len(name)), c_char_p(name))
+        val.of.variant.val = _boxed(spec[2])
+    elif tag == "strings":
+        items: list[bytes] = spec[1]
+        val.kind = LIST
+        vallist_new_uninit(c_void_p(val_addr + OF), c_size_t(len(items)))
+        base = val.of.vec.data
+        for i, item in enumerate(items):
+            write_string(base + i * VAL_SIZE, item)
+    else:  # pragma: no cover - a programming error in this package
+        raise AssertionError(f"unknown value spec {tag!r}")
+
+
+def _boxed(spec: Spec | None) -> int | None:
+    if spec is None:
+        return None
+    tmp = Val()
+    lower(ctypes.addressof(tmp), spec)
+    # val_new moves the bits into a wasmtime-owned box; ``tmp`` is plain
+    # Python memory and is not dropped separately.
+    return int(val_new(ctypes.byref(tmp)))

@@ -1,0 +1,174 @@
+"""Loading components: sniffing the input, the compiled-artifact cache,
+and validation against the `actor` world."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import wasmtime
+from wasmtime import WasmtimeError
+from wasmtime import component as wc
+
+from ._errors import (
+    CompileError,
+    CoreModuleError,
+    MissingImportsError,
+    NotWasmError,
+    WorldMismatchError,
+)
+from ._wit import EXPECTED_EXPORTS, HANDLER, PROVIDED_INTERFACES, instance_funcs, render_func
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = ["Component"]
+
+_MAGIC = b"\0asm"
+_CORE_VERSION = b"\x01\x00\x00\x00"
+_HOW_TO_COMPONENTIZE = (
+    "Actors must be WebAssembly components targeting the `actor` world in wit/: "
+    "build Python guests with `componentize-py -d wit -w actor componentize app -o app.wasm` "
+    "(see examples/README.md), other languages with their component toolchain "
+    "(for example `wasm-tools component new`)."
+)
+
+
+class Component:
+    """A compiled, validated actor component. Cheap to instantiate many times;
+    owned by its :class:`Engine`."""
+
+    def __init__(self, engine: Engine, raw: wc.Component, *, name: str, digest: str, cached: bool) -> None:
+        self.engine = engine
+        #: wasmtime's compiled component.
+        self.raw = raw
+        #: A name for messages: the file stem, or what the caller gave.
+        self.name = name
+        #: SHA-256 of the component's bytes.
+        self.digest = digest
+        #: Whether it came from the compiled-artifact cache.
+        self.cached = cached
+
+    def __repr__(self) -> str:
+        return f"<Component {self.name} {self.digest[:12]}>"
+
+
+def read_source(source: str | bytes | os.PathLike[str], name: str | None) -> tuple[bytes, str]:
+    """The component bytes (binary or WAT text) and a display name.
+
+    ``bytes`` are the content itself; ``str`` and path-likes name a file."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source), name or "<bytes>"
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NotWasmError(f"{path}: cannot read: {exc.strerror}") from exc
+    return data, name or path.name
+
+
+def sniff(data: bytes, name: str) -> None:
+    """Reject what is clearly not a component before wasmtime sees it."""
+    if data.startswith(_MAGIC):
+        if data[4:8] == _CORE_VERSION:
+            raise CoreModuleError(f"{name} is a core WebAssembly module, not a component. "
+                                  + _HOW_TO_COMPONENTIZE)
+        return
+    head = data[:4096].lstrip()
+    try:
+        text = head.decode()
+    except UnicodeDecodeError:
+        text = ""
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(";;")).lstrip()
+    if text.startswith("(module"):
+        raise CoreModuleError(f"{name} is a core module in WAT text, not a component. "
+                              + _HOW_TO_COMPONENTIZE)
+    if not text.startswith("(component"):
+        raise NotWasmError(f"{name} is not WebAssembly: expected a component binary "
+                           f"(starting with \\0asm) or WAT text starting with `(component`.")
+
+
+def compile_component(engine: Engine, data: bytes, name: str, digest: str) -> tuple[wc.Component, bool]:
+    """Compile ``data``, going through the artifact cache when one is configured."""
+    cache = engine.cache_dir
+    artifact = cache / f"{digest}-{engine.fingerprint}.cwasm" if cache else None
+    if artifact is not None and artifact.exists():
+        try:
+            return wc.Component.deserialize_file(engine.raw, str(artifact)), True
+        except WasmtimeError:
+            artifact.unlink(missing_ok=True)  # stale or corrupt: recompile below
+    try:
+        compiled = wc.Component(engine.raw, data)
+    except WasmtimeError as exc:
+        raise CompileError(f"{name}: wasmtime rejected the component: {_first_lines(exc)}") from exc
+    if artifact is not None:
+        _store_artifact(artifact, compiled)
+    return compiled, False
+
+
+def _store_artifact(artifact: Path, compiled: wc.Component) -> None:
+    try:
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=artifact.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.write(compiled.serialize())
+        os.replace(tmp, artifact)  # atomic: readers never see a partial file
+    except OSError:
+        pass  # an unwritable cache only costs the next load a recompile
+
+
+def validate(engine: Engine, compiled: wc.Component, name: str) -> None:
+    """Check the exports fit the `actor` world and every import is provided."""
+    raw_engine = engine.raw
+    ctype = compiled.type
+    exports = ctype.exports(raw_engine)
+    handler = exports.get(HANDLER)
+    funcs = instance_funcs(raw_engine, handler) if handler is not None else None
+    if funcs is None:
+        found = ", ".join(sorted(exports)) or "nothing"
+        raise WorldMismatchError(f"{name} does not export `{HANDLER}` (it exports {found}). "
+                                 + _HOW_TO_COMPONENTIZE)
+    problems = []
+    for func, expected in EXPECTED_EXPORTS.items():
+        fty = funcs.get(func)
+        if fty is None:
+            problems.append(f"missing `{func}`")
+            continue
+        got = render_func(fty)
+        if got != expected:
+            problems.append(f"`{func}` has the wrong type:\n  expected {expected}\n  found    {got}")
+    if problems:
+        raise WorldMismatchError(f"{name} does not match the `actor` world: " + "; ".join(problems))
+    missing = []
+    for imp, ext in ctype.imports(raw_engine).items():
+        if imp.startswith("wasi:"):
+            continue  # WASI p2 comes from wasmtime; a version it lacks fails at instantiation
+        offered = PROVIDED_INTERFACES.get(imp)
+        if offered is None:
+            missing.append(imp)
+            continue
+        for func in instance_funcs(raw_engine, ext) or {}:
+            if func not in offered:
+                missing.append(f"{imp}#{func}")
+    if missing:
+        raise MissingImportsError(
+            f"{name} imports what the host does not provide: {', '.join(missing)}. "
+            f"The host offers {', '.join(sorted(PROVIDED_INTERFACES))} and WASI p2.",
+            missing,
+        )
+
+
+def _first_lines(exc: BaseException, n: int = 3) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines()[:n] if line.strip())
+
+
+def wasmtime_version() -> str:
+    return getattr(wasmtime, "__version__", None) or _dist_version()
+
+
+def _dist_version() -> str:
+    from importlib.metadata import version
+
+    return version("wasmtime")

@@ -1,0 +1,113 @@
+"""The engine: wasmtime configuration, the epoch ticker, the shared linker
+and component loading."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import wasmtime
+from wasmtime import component as wc
+
+from . import _component
+from ._host import define_host_functions
+
+__all__ = ["Engine", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """``$WASMACTORS_CACHE_DIR``, else ``$XDG_CACHE_HOME/wasmactors``, else
+    ``~/.cache/wasmactors``."""
+    env = os.environ.get("WASMACTORS_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "wasmactors"
+
+
+class Engine:
+    """Compiles components and runs their instances.
+
+    One engine serves a whole actor system: it owns the wasmtime engine
+    (component model, fuel and epoch interruption on), one ticker thread that
+    advances the epoch every ``epoch_tick`` seconds (the resolution of call
+    timeouts), the linker holding WASI p2 and the wasmactors host functions,
+    and the compiled-artifact cache.
+
+    Use it as a context manager, or call :meth:`close`, to stop the ticker.
+
+    ``cache_dir`` holds compiled artifacts keyed by the component's SHA-256,
+    the wasmtime version and this configuration; ``None`` disables the cache.
+    wasmtime trusts the artifacts it deserializes, so the folder must be
+    writable only by you.
+    """
+
+    def __init__(
+        self,
+        *,
+        epoch_tick: float = 0.002,
+        cache_dir: str | os.PathLike[str] | None = default_cache_dir(),  # noqa: B008 - resolved once, documented
+        max_wasm_stack: int = 512 * 1024,
+    ) -> None:
+        if not epoch_tick > 0:
+            raise ValueError(f"epoch_tick must be positive, got {epoch_tick}")
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        config.max_wasm_stack = max_wasm_stack
+        self.raw = wasmtime.Engine(config)
+        #: Seconds between epoch increments: call timeouts fire within one tick.
+        self.epoch_tick = epoch_tick
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        #: Part of every cache key: artifacts of another wasmtime or config are never tried.
+        self.fingerprint = hashlib.sha256(
+            f"{_component.wasmtime_version()}|{platform.machine()}|fuel|epoch|stack={max_wasm_stack}".encode()
+        ).hexdigest()[:16]
+        self.linker = wc.Linker(self.raw)
+        self.linker.add_wasip2()
+        define_host_functions(self.linker)
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="wasmactors-epoch", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        raw, stop, tick = self.raw, self._stop, self.epoch_tick
+        while not stop.wait(tick):
+            raw.increment_epoch()
+
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
+    def load(self, source: str | bytes | os.PathLike[str], *, name: str | None = None) -> _component.Component:
+        """Compile (or fetch from the cache) and validate a component.
+
+        ``source`` is a file path, or the content as ``bytes`` (a binary
+        component or WAT text). Raises a
+        :class:`~wasmactors.runtime.ComponentError` subclass that says what is
+        wrong: not wasm, a core module, a mismatch with the `actor` world, or
+        imports the host does not provide.
+        """
+        data, display = _component.read_source(source, name)
+        _component.sniff(data, display)
+        digest = hashlib.sha256(data).hexdigest()
+        compiled, cached = _component.compile_component(self, data, display, digest)
+        _component.validate(self, compiled, display)
+        stem = Path(display).stem if not display.startswith("<") else display
+        return _component.Component(self, compiled, name=stem, digest=digest, cached=cached)
+
+    def close(self) -> None:
+        """Stop the epoch ticker. Instances must be closed first."""
+        self._stop.set()
+        if self._ticker.is_alive() and self._ticker is not threading.current_thread():
+            self._ticker.join()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

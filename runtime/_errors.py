@@ -1,0 +1,101 @@
+"""The runtime layer's errors.
+
+Every exception the runtime raises derives from :class:`WasmActorsError`::
+
+    WasmActorsError
+    ├── ComponentError            a component could not be loaded
+    │   ├── NotWasmError          the bytes are not WebAssembly at all
+    │   ├── CoreModuleError       a core module where a component was expected
+    │   ├── CompileError          wasmtime rejected the component
+    │   ├── WorldMismatchError    the exports do not fit the `actor` world
+    │   └── MissingImportsError   imports the host does not provide
+    ├── ManifestError             a malformed `component.toml` (also ValueError)
+    ├── InstantiationError        a component could not be instantiated
+    ├── PayloadTooLargeError      a payload over the limit (also ValueError)
+    ├── InstanceBrokenError       the instance crashed earlier (also anyio.BrokenResourceError)
+    ├── InstanceClosedError       the instance was closed (also anyio.ClosedResourceError)
+    └── StorageError              a storage backend failed
+
+Errors wrapping a wasmtime error keep it as ``__cause__``. A guest that traps
+does not raise: calls return a :class:`~wasmactors.runtime.Crash` outcome,
+because a crash is an expected event the actor layer supervises.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+__all__ = [
+    "CompileError",
+    "ComponentError",
+    "CoreModuleError",
+    "InstanceBrokenError",
+    "InstanceClosedError",
+    "InstantiationError",
+    "ManifestError",
+    "MissingImportsError",
+    "NotWasmError",
+    "PayloadTooLargeError",
+    "StorageError",
+    "WasmActorsError",
+    "WorldMismatchError",
+]
+
+
+class WasmActorsError(Exception):
+    """Base class of every error raised by wasmactors."""
+
+
+class ComponentError(WasmActorsError):
+    """A component could not be loaded; the message says why and what to do."""
+
+
+class NotWasmError(ComponentError):
+    """The input is neither a WebAssembly binary nor WAT text."""
+
+
+class CoreModuleError(ComponentError):
+    """The input is a core WebAssembly module, not a component."""
+
+
+class CompileError(ComponentError):
+    """wasmtime could not validate or compile the component."""
+
+
+class WorldMismatchError(ComponentError):
+    """The component's exports do not match the `actor` world."""
+
+
+class MissingImportsError(ComponentError):
+    """The component imports functions or interfaces the host does not provide."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        #: The import names the host cannot satisfy.
+        self.missing = missing
+
+
+class ManifestError(WasmActorsError, ValueError):
+    """A component manifest is malformed: missing field, wrong type, unknown key."""
+
+
+class InstantiationError(WasmActorsError):
+    """A compiled component could not be instantiated (for example, its initial
+    memory exceeds the memory limit)."""
+
+
+class PayloadTooLargeError(WasmActorsError, ValueError):
+    """A payload is larger than the instance's ``max_payload`` limit."""
+
+
+class InstanceBrokenError(WasmActorsError, anyio.BrokenResourceError):
+    """The instance crashed on an earlier call and cannot be entered again;
+    build a new one from the same component."""
+
+
+class InstanceClosedError(WasmActorsError, anyio.ClosedResourceError):
+    """The instance was closed by its owner."""
+
+
+class StorageError(WasmActorsError):
+    """A storage backend failed (disk full, corrupt database, closed backend)."""

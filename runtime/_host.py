@@ -1,0 +1,324 @@
+"""Host functions: the `messaging`, `services` and `storage` imports.
+
+They are registered on the engine's shared component linker through one
+ctypes trampoline of our own rather than wasmtime-py's ``add_func``, for two
+reasons. wasmtime-py hands a Python exception back to wasmtime through a
+process-wide slot and catches only ``Exception``; our trampoline catches
+everything itself, turns expected failures into WIT error values and anything
+else into a *host fault* recorded on the call. And it reads arguments in
+place, without a per-call type lookup.
+
+The linker is shared by every store of an engine, so a host function finds
+the actor it serves through the :class:`CallState` the instance installs in a
+thread-local for the duration of each call (a Store runs on one thread).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from ctypes import CFUNCTYPE, c_char_p, c_size_t, c_void_p
+from typing import TYPE_CHECKING
+
+from wasmtime import _ffi as ffi
+from wasmtime import component
+
+from . import _abi as abi
+from ._errors import StorageError
+from ._outcome import Outgoing
+from ._storage import StorageBackend, Transaction
+
+if TYPE_CHECKING:
+    from ._limits import Limits
+
+__all__ = ["WIT_PACKAGE", "CallState", "HostContext", "define_host_functions"]
+
+WIT_PACKAGE = "wasmactors:actor"
+WIT_VERSION = "0.1.0"
+
+_ADDRESS = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+MAX_ADDRESS = 255
+MAX_KEY = 1024
+
+_LEVELS = {b"trace": 5, b"debug": logging.DEBUG, b"info": logging.INFO,
+           b"warn": logging.WARNING, b"error": logging.ERROR}
+
+
+def valid_address(address: str) -> bool:
+    """Addresses are ``/``-separated names of letters, digits, ``_ . -``."""
+    return len(address) <= MAX_ADDRESS and _ADDRESS.match(address) is not None
+
+
+class HostContext:
+    """What the host functions of one actor need from its embedder.
+
+    The actor layer passes one to each instance; for direct use of the
+    runtime the defaults are enough.
+    """
+
+    __slots__ = ("address", "logger", "next_request_id", "resolve", "storage")
+
+    def __init__(
+        self,
+        address: str = "anonymous",
+        *,
+        storage: StorageBackend | None = None,
+        resolve: Callable[[str], bool] | None = None,
+        next_request_id: Callable[[], int] | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        if not valid_address(address):
+            raise ValueError(f"invalid actor address {address!r}")
+        #: This actor's address, returned by ``self-address``.
+        self.address = address
+        #: Where ``storage`` calls go; ``None`` makes them fail with ``backend``.
+        self.storage = storage
+        #: Whether an address names a live actor; ``None`` accepts every valid one.
+        self.resolve = resolve
+        counter = iter(range(1, 2**64))
+        #: Allocates request ids; must not repeat for the actor's lifetime.
+        self.next_request_id = next_request_id or (lambda: next(counter))
+        #: Receives the guest's ``log`` records and its stdout/stderr lines.
+        self.logger = logger or logging.LoggerAdapter(
+            logging.getLogger("wasmactors.guest"), {"actor": address})
+
+
+class CallState:
+    """Per-call scratch space shared between an instance and its host functions."""
+
+    __slots__ = ("context", "fault", "limits", "outbox", "txn")
+
+    def __init__(self, context: HostContext, limits: Limits) -> None:
+        self.context = context
+        self.limits = limits
+        self.outbox: list[Outgoing] = []
+        self.txn: Transaction | None = None
+        self.fault: BaseException | None = None
+
+    def transaction(self) -> Transaction:
+        if self.txn is None:
+            if self.context.storage is None:
+                raise StorageError("this actor has no storage backend")
+            self.txn = Transaction(self.context.storage, self.context.address)
+        return self.txn
+
+
+_current = threading.local()
+
+
+def install(state: CallState | None) -> None:
+    """Make ``state`` the target of host calls made on this thread."""
+    _current.state = state
+
+
+# --- argument decoding ------------------------------------------------------
+
+def _arg(args: int, i: int) -> int:
+    return args + i * abi.VAL_SIZE
+
+
+def _text(args: int, i: int) -> str:
+    return abi.read_string(_arg(args, i)).decode()
+
+
+def _payload(args: int, i: int) -> bytes | None:
+    """A payload argument as bytes; ``None`` if it is not a byte string."""
+    raw = abi.read_string(_arg(args, i))
+    if raw.isascii():
+        return raw
+    try:
+        return raw.decode().encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def _to_guest(data: bytes) -> bytes:
+    """Bytes to the UTF-8 of their Latin-1 string (ASCII passes through)."""
+    return data if data.isascii() else data.decode("latin-1").encode()
+
+
+def _err(case: str, detail: str | int | None = None) -> abi.Spec:
+    if detail is None:
+        return ("err", ("case", case, None))
+    inner: abi.Spec = ("u32", detail) if isinstance(detail, int) else ("str", detail.encode())
+    return ("err", ("case", case, inner))
+
+
+# --- messaging ---------------------------------------------------------------
+
+def _enqueue(s: CallState, args: int, *, request: bool) -> abi.Spec:
+    to = _text(args, 0)
+    payload = _payload(args, 1)
+    limits = s.limits
+    if not valid_address(to):
+        return _err("invalid-address", to)
+    if payload is None:
+        return _err("invalid-payload", "a payload character is above U+00FF")
+    if len(payload) > limits.max_payload:
+        return _err("payload-too-large", limits.max_payload)
+    if len(s.outbox) >= limits.max_outbox:
+        return _err("outbox-full", limits.max_outbox)
+    resolve = s.context.resolve
+    if resolve is not None and not resolve(to):
+        return _err("unknown-recipient", to)
+    if not request:
+        s.outbox.append(Outgoing(to, payload))
+        return ("ok", None)
+    timeout_ms = abi.Val.from_address(_arg(args, 2)).of.u32
+    request_id = s.context.next_request_id()
+    s.outbox.append(Outgoing(to, payload, request_id, timeout_ms / 1000 if timeout_ms else None))
+    return ("ok", ("u64", request_id))
+
+
+def _send(s: CallState, args: int) -> abi.Spec:
+    return _enqueue(s, args, request=False)
+
+
+def _request(s: CallState, args: int) -> abi.Spec:
+    return _enqueue(s, args, request=True)
+
+
+def _self_address(s: CallState, args: int) -> abi.Spec:
+    return ("str", s.context.address.encode())
+
+
+# --- services ----------------------------------------------------------------
+
+def _log(s: CallState, args: int) -> None:
+    level = _LEVELS.get(abi.read_string(_arg(args, 0)), logging.INFO)
+    s.context.logger.log(level, "%s", _text(args, 1))
+
+
+def _now(s: CallState, args: int) -> abi.Spec:
+    return ("u64", time.time_ns())
+
+
+def _monotonic(s: CallState, args: int) -> abi.Spec:
+    return ("u64", time.monotonic_ns())
+
+
+# --- storage -----------------------------------------------------------------
+
+def _key(args: int) -> str | abi.Spec:
+    key = _text(args, 0)
+    if not key or len(key.encode()) > MAX_KEY:
+        return _err("invalid-key", f"keys are 1 to {MAX_KEY} bytes")
+    return key
+
+
+def _storage_op(op: Callable[[CallState, int, str], abi.Spec]) -> Callable[[CallState, int], abi.Spec]:
+    def run(s: CallState, args: int) -> abi.Spec:
+        key = _key(args)
+        if not isinstance(key, str):
+            return key
+        try:
+            return op(s, args, key)
+        except StorageError as exc:
+            return _err("backend", str(exc))
+    return run
+
+
+@_storage_op
+def _get(s: CallState, args: int, key: str) -> abi.Spec:
+    value = s.transaction().get(key)
+    return ("ok", ("option", None if value is None else ("str", _to_guest(value))))
+
+
+@_storage_op
+def _set(s: CallState, args: int, key: str) -> abi.Spec:
+    value = _payload(args, 1)
+    if value is None:
+        return _err("invalid-value", "a value character is above U+00FF")
+    if len(value) > s.limits.max_payload:
+        return _err("value-too-large", s.limits.max_payload)
+    s.transaction().set(key, value)
+    return ("ok", None)
+
+
+@_storage_op
+def _delete(s: CallState, args: int, key: str) -> abi.Spec:
+    return ("ok", ("bool", s.transaction().delete(key)))
+
+
+def _keys(s: CallState, args: int) -> abi.Spec:
+    try:
+        keys = s.transaction().keys(_text(args, 0))
+    except StorageError as exc:
+        return _err("backend", str(exc))
+    return ("ok", ("strings", [k.encode() for k in keys]))
+
+
+HostFunc = Callable[[CallState, int], "abi.Spec | None"]
+
+#: interface name -> function name -> implementation.
+HOST_FUNCTIONS: dict[str, dict[str, HostFunc]] = {
+    "messaging": {"send": _send, "request": _request, "self-address": _self_address},
+    "services": {"log": _log, "now-ns": _now, "monotonic-ns": _monotonic},
+    "storage": {"get": _get, "set": _set, "delete": _delete, "keys": _keys},
+}
+
+_TABLE: list[HostFunc] = [fn for funcs in HOST_FUNCTIONS.values() for fn in funcs.values()]
+
+
+def _fault(message: str) -> int:
+    return int(abi.error_new(c_char_p(message.encode())))
+
+
+@CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
+def _trampoline(env: int | None, ctx: int | None, ty: int | None, args: int | None,
+                nargs: int, results: int | None, nresults: int) -> int:
+    # Runs on the thread executing wasm, with the GIL re-acquired. Nothing may
+    # escape: an exception here would be printed by ctypes and lost.
+    state: CallState | None = getattr(_current, "state", None)
+    try:
+        if state is None:
+            return _fault("host function called outside a wasmactors call")
+        spec = _TABLE[(env or 1) - 1](state, args or 0)
+        if nresults:
+            assert results is not None and spec is not None
+            abi.lower(results, spec)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - see above: record, never raise
+        if state is not None and state.fault is None:
+            state.fault = exc
+        try:
+            return _fault(f"host fault: {type(exc).__name__}: {exc}")
+        except BaseException:  # noqa: BLE001 - allocation failure; still must not raise
+            return 0
+
+
+@CFUNCTYPE(None, c_void_p)
+def _no_finalizer(data: int | None) -> None:
+    return None
+
+
+_add_func = abi._raw("wasmtime_component_linker_instance_add_func", c_void_p)
+
+
+def define_host_functions(linker: component.Linker) -> None:
+    """Define the `types`, `messaging`, `services` and `storage` instances."""
+    index = 1
+    with linker.root() as root:
+        with root.add_instance(f"{WIT_PACKAGE}/types@{WIT_VERSION}"):
+            pass
+        for iface, funcs in HOST_FUNCTIONS.items():
+            with root.add_instance(f"{WIT_PACKAGE}/{iface}@{WIT_VERSION}") as inst:
+                for name in funcs:
+                    raw = name.encode()
+                    err = _add_func(c_void_p(ctypes.cast(inst.ptr(), c_void_p).value),
+                                    c_char_p(raw), c_size_t(len(raw)), _trampoline,
+                                    c_void_p(index), _no_finalizer)
+                    if err:
+                        raise ffi_error(err)
+                    index += 1
+
+
+def ffi_error(ptr: int) -> Exception:
+    """A wasmtime error pointer as wasmtime-py's ``WasmtimeError`` (owning it)."""
+    from wasmtime import WasmtimeError
+
+    return WasmtimeError._from_ptr(ctypes.cast(c_void_p(ptr), ctypes.POINTER(ffi.wasmtime_error_t)))

@@ -1,0 +1,361 @@
+"""One running actor component: its Store, its instance and the call path."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import time
+from collections.abc import Sequence
+from ctypes import byref, c_size_t, c_uint64, c_void_p
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import wasmtime
+from wasmtime import WasmtimeError
+
+from . import _abi as abi
+from ._errors import (
+    InstanceBrokenError,
+    InstanceClosedError,
+    InstantiationError,
+    PayloadTooLargeError,
+    StorageError,
+)
+from ._host import CallState, HostContext, ffi_error, install
+from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, RequestError, Success
+from ._stdio import GuestOutput
+from ._traps import classify
+from ._wit import HANDLER
+
+if TYPE_CHECKING:
+    from ._component import Component
+    from ._limits import Limits
+
+__all__ = ["Instance"]
+
+_TELL = b"tell"
+_REQUEST = b"request"
+_ONE = c_size_t(1)
+_TWO = c_size_t(2)
+_NOT_BYTES = "the reply holds a character above U+00FF, so it is not a byte string"
+
+
+class Instance:
+    """A component instantiated in its own wasmtime Store, under ``limits``.
+
+    Calls are synchronous and run wasm on the calling thread (the actor layer
+    calls from worker threads). One call at a time: a Store is single-threaded.
+    A call never raises because of the guest: it returns a :class:`CallResult`
+    whose outcome is :class:`Success`, :class:`AppError` or :class:`Crash`.
+    After a crash the instance refuses further calls with
+    :class:`InstanceBrokenError`; build a new one from the same component.
+
+    Close it (or use ``with``) to free the Store deterministically.
+    """
+
+    def __init__(self, component: Component, limits: Limits, context: HostContext | None = None) -> None:
+        engine = component.engine
+        if engine.closed:
+            raise InstanceClosedError("the engine is closed")
+        self.component = component
+        self.limits = limits
+        self.context = context or HostContext()
+        #: Why the instance is unusable, once it crashed.
+        self.crash: Crash | None = None
+        self._closed = False
+        self._ticks = c_uint64(math.ceil(limits.timeout / engine.epoch_tick) + 1)
+        self._fuel = c_uint64(limits.fuel)
+        self._state = CallState(self.context, limits)
+        self._output = GuestOutput(self.context.logger)
+
+        store = wasmtime.Store(engine.raw)
+        self._store = store
+        try:
+            store.set_limits(memory_size=limits.memory, table_elements=limits.max_table_elements,
+                             instances=limits.max_instances, tables=limits.max_tables,
+                             memories=limits.max_memories)
+            wasi = wasmtime.WasiConfig()  # no args, env, preopens; stdin is empty
+            wasi.stdout_custom = self._output.stdout
+            wasi.stderr_custom = self._output.stderr
+            store.set_wasi(wasi)
+            self._ctx = c_void_p(ctypes.cast(store._context(), c_void_p).value)
+            self._instance = self._instantiate(engine.linker)
+            self._bind_exports()
+        except BaseException:
+            store.close()
+            raise
+        self._build_templates()
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _instantiate(self, linker: wasmtime.component.Linker) -> wasmtime.component.Instance:
+        abi.set_fuel(self._ctx, self._fuel)
+        abi.set_epoch_deadline(self._ctx, self._ticks)
+        install(self._state)
+        try:
+            return linker.instantiate(self._store, self.component.raw)
+        except WasmtimeError as exc:
+            text = str(exc)
+            hint = ""
+            if "memory" in text and ("limit" in text or "exceeds" in text or "grow" in text):
+                hint = f" (memory limit is {self.limits.memory} bytes; a Python guest needs ~13 MiB)"
+            raise InstantiationError(f"cannot instantiate {self.component.name}{hint}: "
+                                     f"{text.splitlines()[0]}") from exc
+        finally:
+            install(None)
+            self._state.fault = None
+
+    def _bind_exports(self) -> None:
+        store, inst = self._store, self._instance
+        iface = inst.get_export_index(store, HANDLER)
+        funcs = []
+        for name in ("handle-message", "handle-callback"):
+            index = inst.get_export_index(store, name, iface)
+            func = inst.get_func(store, index) if index is not None else None
+            if func is None:  # validated at load time; this would be a wasmtime bug
+                raise InstantiationError(f"{self.component.name}: export {name} vanished")
+            funcs.append(func)
+        self._funcs = funcs  # keep the wasmtime objects alive
+        self._hm = c_void_p(ctypes.addressof(funcs[0]._func))
+        self._hc = c_void_p(ctypes.addressof(funcs[1]._func))
+
+    def _build_templates(self) -> None:
+        # handle-message(msg: envelope): one record value whose four entries
+        # are rewritten in place on each call; wasmtime only borrows them.
+        self._entries = entries = (abi.Entry * 4)()
+        for entry, field in zip(entries, (b"sender", b"kind", b"payload", b"headers"), strict=True):
+            entry.name.size = len(field)
+            entry.name.data = field
+        entries[0].val.kind = abi.OPTION
+        entries[1].val.kind = abi.ENUM
+        entries[2].val.kind = abi.STRING
+        entries[3].val.kind = abi.LIST
+        self._no_headers = (abi.Val * 1)()  # a non-null pointer for empty lists
+        self._sender_val = abi.Val()
+        self._sender_val.kind = abi.STRING
+        self._hm_arg = abi.Val()
+        self._hm_arg.kind = abi.RECORD
+        self._hm_arg.of.vec.size = 4
+        self._hm_arg.of.vec.data = ctypes.addressof(entries)
+        self._sender_opt = entries[0].val.of
+        self._kind_str = entries[1].val.of.str
+        self._payload_str = entries[2].val.of.str
+        self._headers_vec = entries[3].val.of.vec
+        # handle-callback(id: u64, outcome: result<payload, request-error>)
+        self._hc_args = (abi.Val * 2)()
+        self._hc_args[0].kind = abi.U64
+        self._hc_args[1].kind = abi.RESULT
+        self._hc_inner = abi.Val()
+        self._hc_detail = abi.Val()
+        self._hc_detail.kind = abi.STRING
+        self._result = abi.Val()
+        self._result_addr = ctypes.addressof(self._result)
+        self._refs = (c_void_p(ctypes.addressof(self._hm_arg)),
+                      c_void_p(ctypes.addressof(self._hc_args)),
+                      c_void_p(self._result_addr))
+        self._remaining = c_uint64()
+
+    # -- calls ----------------------------------------------------------------
+
+    def handle_message(
+        self,
+        payload: bytes,
+        *,
+        sender: str | None = None,
+        request: bool = False,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> CallResult:
+        """Call the guest's ``handle-message`` with one message."""
+        if len(payload) > self.limits.max_payload:
+            raise PayloadTooLargeError(
+                f"payload of {len(payload)} bytes exceeds the limit of {self.limits.max_payload}")
+        data = payload if payload.isascii() else payload.decode("latin-1").encode()
+        pstr = self._payload_str
+        pstr.size = len(data)
+        pstr.data = data
+        if sender is None:
+            self._sender_opt.ptr = None
+        else:
+            raw = sender.encode()
+            self._sender_val.of.str.size = len(raw)
+            self._sender_val.of.str.data = raw
+            self._sender_opt.ptr = ctypes.addressof(self._sender_val)
+        kind = self._kind_str
+        if request:
+            kind.size, kind.data = 7, _REQUEST
+        else:
+            kind.size, kind.data = 4, _TELL
+        keep = self._set_headers(headers)
+        try:
+            return self._call(self._hm, self._refs[0], _ONE, self._decode_message)
+        finally:
+            del keep
+
+    def handle_callback(self, request_id: int, outcome: bytes | RequestError) -> CallResult:
+        """Deliver the outcome of the guest's earlier ``request`` with ``request_id``."""
+        args = self._hc_args
+        args[0].of.u64 = request_id
+        res = args[1].of.result
+        inner = self._hc_inner
+        if isinstance(outcome, RequestError):
+            res.is_ok = False
+            inner.kind = abi.VARIANT
+            name = outcome.reason.value.encode()
+            inner.of.variant.discriminant.size = len(name)
+            inner.of.variant.discriminant.data = name
+            if outcome.reason == "timeout":
+                inner.of.variant.val = None
+            else:
+                detail = outcome.detail.encode()
+                self._hc_detail.of.str.size = len(detail)
+                self._hc_detail.of.str.data = detail
+                inner.of.variant.val = ctypes.addressof(self._hc_detail)
+        else:
+            if len(outcome) > self.limits.max_payload:
+                raise PayloadTooLargeError(
+                    f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}")
+            data = outcome if outcome.isascii() else outcome.decode("latin-1").encode()
+            res.is_ok = True
+            inner.kind = abi.STRING
+            inner.of.str.size = len(data)
+            inner.of.str.data = data
+        res.val = ctypes.addressof(inner)
+        return self._call(self._hc, self._refs[1], _TWO, self._decode_unit)
+
+    def _set_headers(self, headers: Sequence[tuple[str, str]]) -> object:
+        vec = self._headers_vec
+        if not headers:
+            vec.size = 0
+            vec.data = ctypes.addressof(self._no_headers)
+            return None
+        tuples = (abi.Val * len(headers))()
+        pairs = (abi.Val * (2 * len(headers)))()
+        raws = []
+        for i, (name, value) in enumerate(headers):
+            for j, text in enumerate((name, value)):
+                raw = text.encode()
+                raws.append(raw)
+                slot = pairs[2 * i + j]
+                slot.kind = abi.STRING
+                slot.of.str.size = len(raw)
+                slot.of.str.data = raw
+            tuples[i].kind = abi.TUPLE
+            tuples[i].of.vec.size = 2
+            tuples[i].of.vec.data = ctypes.addressof(pairs) + 2 * i * abi.VAL_SIZE
+        vec.size = len(headers)
+        vec.data = ctypes.addressof(tuples)
+        return (tuples, pairs, raws)
+
+    def _call(self, func: c_void_p, args: c_void_p, nargs: c_size_t,
+              decode: type[object] | object) -> CallResult:
+        if self.crash is not None:
+            raise InstanceBrokenError(f"{self.component.name} crashed earlier ({self.crash.kind}); "
+                                      "instantiate the component again")
+        if self._closed:
+            raise InstanceClosedError(f"instance of {self.component.name} is closed")
+        ctx = self._ctx
+        state = self._state
+        state.outbox = []
+        state.txn = None
+        state.fault = None
+        abi.set_fuel(ctx, self._fuel)
+        abi.set_epoch_deadline(ctx, self._ticks)
+        install(state)
+        self._output.mark()
+        start = time.perf_counter()
+        try:
+            err = abi.func_call(func, ctx, args, nargs, self._refs[2], _ONE)
+            elapsed = time.perf_counter() - start
+            if err:
+                return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
+            outcome = decode(self._result_addr)  # type: ignore[operator]
+            abi.val_delete(self._refs[2])
+            self._result.kind = abi.BOOL  # wasmtime drops the old result on the next call
+            err = abi.func_post_return(func, ctx)
+            if err:
+                return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
+        finally:
+            install(None)
+        abi.get_fuel(ctx, byref(self._remaining))
+        fuel = self.limits.fuel - self._remaining.value
+        if state.txn is not None:
+            try:
+                state.txn.commit()
+            except StorageError as exc:
+                crash = Crash(CrashKind.HOST_FAULT, f"storage commit failed: {exc}")
+                return self._crashed(crash, elapsed)
+        outbox = tuple(state.outbox)
+        state.outbox = []
+        return CallResult(outcome, fuel, elapsed, outbox)
+
+    def _crashed(self, crash: Crash, elapsed: float) -> CallResult:
+        state = self._state
+        fault = state.fault
+        state.outbox = []
+        state.txn = None
+        state.fault = None
+        self.crash = crash
+        if fault is not None and not isinstance(fault, Exception):
+            raise fault  # KeyboardInterrupt, SystemExit...: the crash is recorded, don't swallow
+        return CallResult(crash, self.limits.fuel, elapsed)
+
+    # -- result decoding (wasmtime-owned memory, read in place) ----------------
+
+    def _decode_message(self, addr: int) -> Outcome:
+        # result<option<payload>, app-error>
+        is_ok = ctypes.string_at(addr + abi.OF, 1)[0]
+        inner = abi.read_pointer(addr, abi.OF + 8)
+        if not is_ok:
+            return self._app_error(inner)
+        some = abi.read_pointer(inner)
+        if not some:
+            return Success(None)
+        raw = abi.read_string(some)
+        if raw.isascii():
+            reply = raw
+        else:
+            try:
+                reply = raw.decode().encode("latin-1")
+            except UnicodeEncodeError:
+                return AppError(_NOT_BYTES)
+        if len(reply) > self.limits.max_payload:
+            return AppError(f"the reply of {len(reply)} bytes exceeds the limit of "
+                            f"{self.limits.max_payload}")
+        return Success(reply)
+
+    def _decode_unit(self, addr: int) -> Outcome:
+        # result<_, app-error>
+        if ctypes.string_at(addr + abi.OF, 1)[0]:
+            return Success(None)
+        return self._app_error(abi.read_pointer(addr, abi.OF + 8))
+
+    @staticmethod
+    def _app_error(record_addr: int) -> AppError:
+        # record app-error { message: string }: one entry; its value follows the name.
+        entries = abi.read_pointer(record_addr, abi.OF + 8)
+        return AppError(abi.read_string(entries + 16).decode())
+
+    # -- lifetime -------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        """False once the instance crashed or was closed."""
+        return self.crash is None and not self._closed
+
+    def fuel_remaining(self) -> int:
+        """Fuel left after the last call (0 after fuel exhaustion)."""
+        return self._remaining.value
+
+    def close(self) -> None:
+        """Free the Store and everything in it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._funcs = []
+        self._store.close()
+
+    def __enter__(self) -> Instance:
+        return self
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,166 @@
+"""Resource limits and the component manifest (``component.toml``)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from ._errors import ManifestError
+
+__all__ = ["GiB", "KiB", "Limits", "Manifest", "MiB", "parse_size"]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1000, "kib": KiB, "mb": 1000**2, "mib": MiB, "gb": 1000**3, "gib": GiB}
+
+
+def parse_size(value: int | str) -> int:
+    """Parse a byte size: an int, or a string such as ``"64 MiB"`` or ``"512KB"``."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative: {value}")
+        return value
+    match = _SIZE.match(value)
+    if match is None:
+        raise ValueError(f"not a byte size: {value!r} (expected e.g. 65536 or '64 MiB')")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "b").lower()])
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """What one actor instance may consume.
+
+    ``memory``, ``fuel`` and ``timeout`` have no defaults on purpose: a
+    sandbox without a memory and CPU budget is not a sandbox.
+    """
+
+    #: Linear memory, in bytes, summed over every memory of the instance.
+    #: A componentize-py guest needs about 13 MiB to start.
+    memory: int
+    #: Fuel (roughly, wasm instructions) granted to each handler call.
+    fuel: int
+    #: Wall-clock budget of each handler call, in seconds.
+    timeout: float
+    #: Largest payload accepted into or out of a call, in bytes.
+    max_payload: int = 1 * MiB
+    #: Messages one handler call may queue with ``send`` and ``request``.
+    max_outbox: int = 1024
+    #: Core wasm instances in the store (a Python guest uses a handful).
+    max_instances: int = 100
+    #: Tables in the store.
+    max_tables: int = 100
+    #: Elements in any one table.
+    max_table_elements: int = 1_000_000
+    #: Linear memories in the store.
+    max_memories: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("memory", "fuel", "max_payload", "max_outbox", "max_instances",
+                     "max_tables", "max_table_elements", "max_memories"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")
+        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ValueError(f"Limits.timeout must be a positive number of seconds, got {self.timeout}")
+
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+class _ManifestLimits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
+    memory: int | str
+    fuel: Positive
+    timeout_ms: Positive
+    max_payload: int | str = 1 * MiB
+    max_outbox: Positive = 1024
+    max_instances: Positive = 100
+    max_tables: Positive = 100
+    max_table_elements: Positive = 1_000_000
+    max_memories: Positive = 100
+
+
+class _ManifestFile(msgspec.Struct, forbid_unknown_fields=True):
+    component: str
+    limits: _ManifestLimits
+    name: str | None = None
+    description: str = ""
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    """A component and its limits, as declared by a ``component.toml``::
+
+        name = "counter"
+        component = "build/counter.wasm"   # relative to this file
+        [limits]
+        memory = "64 MiB"                  # required
+        fuel = 50_000_000                  # required, per handler call
+        timeout-ms = 1000                  # required, per handler call
+    """
+
+    #: The actor's default name.
+    name: str
+    #: Absolute path of the component file.
+    component: Path
+    #: The limits every instance of it runs under.
+    limits: Limits
+    #: Free text.
+    description: str = ""
+    #: The manifest file it was read from, if any.
+    source: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        """Read and validate a ``component.toml``; raise :class:`ManifestError`
+        naming the file and the offending key."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read manifest: {exc.strerror}") from exc
+        return cls.parse(raw, source=path)
+
+    @classmethod
+    def parse(cls, text: bytes | str, *, source: Path | None = None) -> Manifest:
+        """Validate manifest text; relative paths resolve against ``source``'s folder."""
+        where = str(source) if source else "<manifest>"
+        try:
+            data = msgspec.toml.decode(text, type=_ManifestFile)
+        except msgspec.ValidationError as exc:
+            raise ManifestError(f"{where}: {_explain(str(exc))}") from exc
+        except msgspec.DecodeError as exc:
+            raise ManifestError(f"{where}: not valid TOML: {exc}") from exc
+        lim = data.limits
+        try:
+            limits = Limits(
+                memory=parse_size(lim.memory),
+                fuel=lim.fuel,
+                timeout=lim.timeout_ms / 1000,
+                max_payload=parse_size(lim.max_payload),
+                max_outbox=lim.max_outbox,
+                max_instances=lim.max_instances,
+                max_tables=lim.max_tables,
+                max_table_elements=lim.max_table_elements,
+                max_memories=lim.max_memories,
+            )
+        except ValueError as exc:
+            raise ManifestError(f"{where}: [limits]: {exc}") from exc
+        base = source.parent if source else Path.cwd()
+        component = (base / data.component).resolve()
+        name = data.name or (source.parent.name if source else component.stem)
+        return cls(name=name, component=component, limits=limits,
+                   description=data.description, source=source)
+
+
+def _explain(message: str) -> str:
+    """Turn msgspec's ``... - at `$.limits.fuel` `` into ``key `limits.fuel`: ...``."""
+    text, sep, where = message.rpartition(" - at `$")
+    if not sep:
+        return message
+    key = where.rstrip("`").lstrip(".")
+    return f"key `{key}`: {text}" if key else text

@@ -1,0 +1,61 @@
+"""Classifying a failed call into a crash kind."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ._outcome import Crash, CrashKind
+
+if TYPE_CHECKING:
+    from ._stdio import GuestOutput
+
+__all__ = ["classify"]
+
+# wasmtime's trap messages (its TrapCode Display strings).
+_FUEL = "all fuel consumed"
+_INTERRUPT = "interrupt"
+# How guests report a refused allocation before they abort: Rust's alloc
+# error handler, CPython's MemoryError, and our WAT fixtures' `oom` function.
+_OOM = re.compile(rb"memory allocation of \d+ bytes failed|MemoryError|out of memory", re.IGNORECASE)
+_OOM_FRAME = re.compile(r"(^|[!:_])(oom|out_of_memory|alloc_error|handle_alloc_error)\b")
+_FRAME = re.compile(r"^\s*\d+:\s+0x[0-9a-f]+\s+-\s+(.*)$")
+
+
+def classify(error: BaseException, fault: BaseException | None, output: GuestOutput) -> Crash:
+    """Turn wasmtime's error for a failed call into a :class:`Crash`."""
+    detail = str(error)
+    lines = detail.splitlines()
+    frames = tuple(m.group(1).strip() for line in lines if (m := _FRAME.match(line)))
+    message = _headline(lines)
+    if fault is not None:
+        return Crash(CrashKind.HOST_FAULT, f"host fault: {type(fault).__name__}: {fault}",
+                     frames, detail)
+    if _FUEL in detail:
+        kind = CrashKind.FUEL_EXHAUSTED
+    elif _trap_line(lines) == _INTERRUPT:
+        kind = CrashKind.TIMEOUT
+    elif _OOM.search(output.stderr_tail) or any(_OOM_FRAME.search(f) for f in frames):
+        kind = CrashKind.MEMORY_LIMIT
+    else:
+        kind = CrashKind.TRAP
+    return Crash(kind, message, frames, detail)
+
+
+def _trap_line(lines: list[str]) -> str:
+    for line in lines:
+        text = line.strip()
+        if text.startswith("wasm trap: "):
+            return text.removeprefix("wasm trap: ")
+    return ""
+
+
+def _headline(lines: list[str]) -> str:
+    trap = _trap_line(lines)
+    if trap:
+        return f"wasm trap: {trap}"
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith(("error while executing", "Caused by", "wasm backtrace")):
+            return text
+    return "unknown failure"

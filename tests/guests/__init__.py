@@ -1,0 +1,27 @@
+"""Test guests: WAT fixtures (assembled into a shared component shell) and
+the Python example guests built by `make guests`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WAT = Path(__file__).parent / "wat"
+
+
+def wat_guest(name: str) -> bytes:
+    """The component text of WAT guest ``name`` (a file in tests/guests/wat/)."""
+    shell = (WAT / "shell.wat").read_text()
+    body = (WAT / f"{name}.wat").read_text()
+    return shell.replace(";;@GUEST@", body).encode()
+
+
+def python_guest(name: str) -> Path:
+    """The built component of a Python guest (``make guests`` builds it)."""
+    for base in (ROOT / "examples" / name, ROOT / "tests" / "guests" / name):
+        path = base / "build" / f"{name}.wasm"
+        if base.exists():
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is not built; run `make guests`")
+            return path
+    raise FileNotFoundError(f"no Python guest named {name!r}")

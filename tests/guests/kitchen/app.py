@@ -1,0 +1,113 @@
+"""A test guest that exercises every host function and misbehaves on demand.
+
+The payload is a command word and its arguments, separated by spaces.
+"""
+
+import time
+
+from componentize_py_types import Err, Ok
+from wit_world import exports
+from wit_world.imports import messaging, services, storage, types
+
+LEVELS = {
+    "trace": types.LogLevel.TRACE,
+    "debug": types.LogLevel.DEBUG,
+    "info": types.LogLevel.INFO,
+    "warn": types.LogLevel.WARN,
+    "error": types.LogLevel.ERROR,
+}
+
+
+def describe(error: object) -> str:
+    """A host error variant as `case:value`."""
+    name = type(error).__name__
+    value = getattr(error, "value", None)
+    return name if value is None else f"{name}:{value}"
+
+
+def run(command: str, args: list[str], msg: types.Envelope) -> str | None:
+    if command == "echo":
+        return " ".join(args)
+    if command == "whoami":
+        return messaging.self_address()
+    if command == "sender":
+        return msg.sender or "-"
+    if command == "headers":
+        return ";".join(f"{k}={v}" for k, v in msg.headers)
+    if command == "kind":
+        return msg.kind.name.lower()
+    if command == "print":
+        print(" ".join(args))
+        return None
+    if command == "stderr":
+        import sys
+
+        print(" ".join(args), file=sys.stderr)
+        return None
+    if command == "log":
+        services.log(LEVELS[args[0]], " ".join(args[1:]))
+        return None
+    if command == "clock":
+        return f"{services.now_ns()} {services.monotonic_ns()} {time.time_ns()}"
+    if command == "bytes":
+        return "".join(chr(i) for i in range(256))
+    if command == "wide":
+        return "\u20ac"
+    if command == "len":
+        return str(len(msg.payload.encode("latin-1")) - len("len "))
+    if command == "err":
+        raise Err(types.AppError(" ".join(args)))
+    if command == "raise":
+        raise RuntimeError("the guest raised")
+    if command == "spin":
+        while True:
+            pass
+    if command == "alloc":
+        hog = bytearray(int(args[0]) * 1024 * 1024)
+        return str(len(hog))
+    if command == "send":
+        messaging.send(args[0], " ".join(args[1:]))
+        return "sent"
+    if command == "request":
+        return str(messaging.request(args[0], " ".join(args[2:]), int(args[1])))
+    if command == "send-many":
+        for i in range(int(args[1])):
+            messaging.send(args[0], str(i))
+        return "sent"
+    if command == "set":
+        storage.set(args[0], " ".join(args[1:]))
+        return "ok"
+    if command == "get":
+        value = storage.get(args[0])
+        return "<none>" if value is None else value
+    if command == "del":
+        return str(storage.delete(args[0]))
+    if command == "keys":
+        return ",".join(storage.keys(args[0] if args else ""))
+    if command == "set-then-raise":
+        storage.set(args[0], args[1])
+        messaging.send(args[2], "lost")
+        raise RuntimeError("crash after writing")
+    if command == "set-then-err":
+        storage.set(args[0], args[1])
+        raise Err(types.AppError("rejected after writing"))
+    raise Err(types.AppError(f"unknown command {command!r}"))
+
+
+class Handler(exports.Handler):
+    def handle_message(self, msg: types.Envelope) -> str | None:
+        command, *args = msg.payload.split(" ")
+        try:
+            return run(command, args, msg)
+        except Err as err:
+            if isinstance(err.value, types.AppError):
+                raise
+            # A host error value: report it as the reply, for tests to check.
+            return f"host-error {describe(err.value)}"
+
+    def handle_callback(self, id: int, outcome: object) -> None:
+        if isinstance(outcome, Ok):
+            text = f"ok {outcome.value}"
+        else:
+            text = f"err {describe(outcome.value)}"
+        storage.set(f"callback/{id}", text)
