@@ -86,20 +86,22 @@ class Entry(ctypes.Structure):
     _fields_ = [("name", Str), ("val", Val)]
 
 
-if (sizeof(Val), sizeof(Entry)) != (sizeof(ffi.wasmtime_component_val_t),
-                                    sizeof(ffi.wasmtime_component_valrecord_entry)):
-    raise ImportError("wasmtime's component value layout changed; this wasmactors "
-                      "release supports wasmtime 50.x")
+if (sizeof(Val), sizeof(Entry)) != (
+    sizeof(ffi.wasmtime_component_val_t),
+    sizeof(ffi.wasmtime_component_valrecord_entry),
+):
+    raise ImportError(
+        "wasmtime's component value layout changed; this wasmactors release supports wasmtime 50.x"
+    )
 assert (sizeof(Val), sizeof(Entry)) == (VAL_SIZE, ENTRY_SIZE)
 
 
 def _raw(name: str, restype: Any) -> Any:
     # ``dll[name]`` makes a fresh function object; ``dll.name`` would return
-    # wasmtime-py's own, whose argtypes we must not change. No argtypes: the
-    # caller passes ready ctypes objects, which skips per-call conversion.
+    # wasmtime-py's own, whose argtypes we must not change. It has no
+    # argtypes: callers pass ready ctypes objects, which skips conversions.
     fn = ffi.dll[name]
     fn.restype = restype
-    fn.argtypes = None
     return fn
 
 

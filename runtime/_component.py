@@ -73,8 +73,9 @@ def sniff(data: bytes, name: str) -> None:
     """Reject what is clearly not a component before wasmtime sees it."""
     if data.startswith(_MAGIC):
         if data[4:8] == _CORE_VERSION:
-            raise CoreModuleError(f"{name} is a core WebAssembly module, not a component. "
-                                  + _HOW_TO_COMPONENTIZE)
+            raise CoreModuleError(
+                f"{name} is a core WebAssembly module, not a component. " + _HOW_TO_COMPONENTIZE
+            )
         return
     head = data[:4096].lstrip()
     try:
@@ -83,11 +84,14 @@ def sniff(data: bytes, name: str) -> None:
         text = ""
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(";;")).lstrip()
     if text.startswith("(module"):
-        raise CoreModuleError(f"{name} is a core module in WAT text, not a component. "
-                              + _HOW_TO_COMPONENTIZE)
+        raise CoreModuleError(
+            f"{name} is a core module in WAT text, not a component. " + _HOW_TO_COMPONENTIZE
+        )
     if not text.startswith("(component"):
-        raise NotWasmError(f"{name} is not WebAssembly: expected a component binary "
-                           f"(starting with \\0asm) or WAT text starting with `(component`.")
+        raise NotWasmError(
+            f"{name} is not WebAssembly: expected a component binary "
+            f"(starting with \\0asm) or WAT text starting with `(component`."
+        )
 
 
 def compile_component(engine: Engine, data: bytes, name: str, digest: str) -> tuple[wc.Component, bool]:
@@ -128,8 +132,9 @@ def validate(engine: Engine, compiled: wc.Component, name: str) -> None:
     funcs = instance_funcs(raw_engine, handler) if handler is not None else None
     if funcs is None:
         found = ", ".join(sorted(exports)) or "nothing"
-        raise WorldMismatchError(f"{name} does not export `{HANDLER}` (it exports {found}). "
-                                 + _HOW_TO_COMPONENTIZE)
+        raise WorldMismatchError(
+            f"{name} does not export `{HANDLER}` (it exports {found}). " + _HOW_TO_COMPONENTIZE
+        )
     problems = []
     for func, expected in EXPECTED_EXPORTS.items():
         fty = funcs.get(func)

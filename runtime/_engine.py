@@ -8,13 +8,16 @@ import os
 import platform
 import threading
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 import wasmtime
 from wasmtime import component as wc
 
 from . import _component
 from ._host import define_host_functions
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["Engine", "default_cache_dir"]
 
@@ -83,7 +86,9 @@ class Engine:
     def closed(self) -> bool:
         return self._stop.is_set()
 
-    def load(self, source: str | bytes | os.PathLike[str], *, name: str | None = None) -> _component.Component:
+    def load(
+        self, source: str | bytes | os.PathLike[str], *, name: str | None = None
+    ) -> _component.Component:
         """Compile (or fetch from the cache) and validate a component.
 
         ``source`` is a file path, or the content as ``bytes`` (a binary
@@ -109,5 +114,7 @@ class Engine:
     def __enter__(self) -> Engine:
         return self
 
-    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -44,8 +44,13 @@ _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 MAX_ADDRESS = 255
 MAX_KEY = 1024
 
-_LEVELS = {b"trace": 5, b"debug": logging.DEBUG, b"info": logging.INFO,
-           b"warn": logging.WARNING, b"error": logging.ERROR}
+_LEVELS = {
+    b"trace": 5,
+    b"debug": logging.DEBUG,
+    b"info": logging.INFO,
+    b"warn": logging.WARNING,
+    b"error": logging.ERROR,
+}
 
 
 def valid_address(address: str) -> bool:
@@ -84,7 +89,8 @@ class HostContext:
         self.next_request_id = next_request_id or (lambda: next(counter))
         #: Receives the guest's ``log`` records and its stdout/stderr lines.
         self.logger = logger or logging.LoggerAdapter(
-            logging.getLogger("wasmactors.guest"), {"actor": address})
+            logging.getLogger("wasmactors.guest"), {"actor": address}
+        )
 
 
 class CallState:
@@ -98,6 +104,12 @@ class CallState:
         self.outbox: list[Outgoing] = []
         self.txn: Transaction | None = None
         self.fault: BaseException | None = None
+
+    def begin(self) -> None:
+        """Reset for a new call."""
+        self.outbox = []
+        self.txn = None
+        self.fault = None
 
     def transaction(self) -> Transaction:
         if self.txn is None:
@@ -116,6 +128,7 @@ def install(state: CallState | None) -> None:
 
 
 # --- argument decoding ------------------------------------------------------
+
 
 def _arg(args: int, i: int) -> int:
     return args + i * abi.VAL_SIZE
@@ -149,6 +162,7 @@ def _err(case: str, detail: str | int | None = None) -> abi.Spec:
 
 
 # --- messaging ---------------------------------------------------------------
+
 
 def _enqueue(s: CallState, args: int, *, request: bool) -> abi.Spec:
     to = _text(args, 0)
@@ -188,6 +202,7 @@ def _self_address(s: CallState, args: int) -> abi.Spec:
 
 # --- services ----------------------------------------------------------------
 
+
 def _log(s: CallState, args: int) -> None:
     level = _LEVELS.get(abi.read_string(_arg(args, 0)), logging.INFO)
     s.context.logger.log(level, "%s", _text(args, 1))
@@ -202,6 +217,7 @@ def _monotonic(s: CallState, args: int) -> abi.Spec:
 
 
 # --- storage -----------------------------------------------------------------
+
 
 def _key(args: int) -> str | abi.Spec:
     key = _text(args, 0)
@@ -219,6 +235,7 @@ def _storage_op(op: Callable[[CallState, int, str], abi.Spec]) -> Callable[[Call
             return op(s, args, key)
         except StorageError as exc:
             return _err("backend", str(exc))
+
     return run
 
 
@@ -268,9 +285,15 @@ def _fault(message: str) -> int:
     return int(abi.error_new(c_char_p(message.encode())))
 
 
-@CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
-def _trampoline(env: int | None, ctx: int | None, ty: int | None, args: int | None,
-                nargs: int, results: int | None, nresults: int) -> int:
+def _trampoline(  # noqa: PLR0917 - the C callback signature fixes the arguments
+    env: int | None,
+    ctx: int | None,
+    ty: int | None,
+    args: int | None,
+    nargs: int,
+    results: int | None,
+    nresults: int,
+) -> int:
     # Runs on the thread executing wasm, with the GIL re-acquired. Nothing may
     # escape: an exception here would be printed by ctypes and lost.
     state: CallState | None = getattr(_current, "state", None)
@@ -279,7 +302,8 @@ def _trampoline(env: int | None, ctx: int | None, ty: int | None, args: int | No
             return _fault("host function called outside a wasmactors call")
         spec = _TABLE[(env or 1) - 1](state, args or 0)
         if nresults:
-            assert results is not None and spec is not None
+            assert results is not None
+            assert spec is not None
             abi.lower(results, spec)
         return 0
     except BaseException as exc:  # noqa: BLE001 - see above: record, never raise
@@ -291,9 +315,14 @@ def _trampoline(env: int | None, ctx: int | None, ty: int | None, args: int | No
             return 0
 
 
-@CFUNCTYPE(None, c_void_p)
 def _no_finalizer(data: int | None) -> None:
     return None
+
+
+# wasmtime_component_func_callback_t, with pointers as plain integers.
+_CALLBACK = CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t)
+_trampoline_c = _CALLBACK(_trampoline)
+_no_finalizer_c = CFUNCTYPE(None, c_void_p)(_no_finalizer)
 
 
 _add_func = abi._raw("wasmtime_component_linker_instance_add_func", c_void_p)
@@ -309,9 +338,14 @@ def define_host_functions(linker: component.Linker) -> None:
             with root.add_instance(f"{WIT_PACKAGE}/{iface}@{WIT_VERSION}") as inst:
                 for name in funcs:
                     raw = name.encode()
-                    err = _add_func(c_void_p(ctypes.cast(inst.ptr(), c_void_p).value),
-                                    c_char_p(raw), c_size_t(len(raw)), _trampoline,
-                                    c_void_p(index), _no_finalizer)
+                    err = _add_func(
+                        c_void_p(ctypes.cast(inst.ptr(), c_void_p).value),
+                        c_char_p(raw),
+                        c_size_t(len(raw)),
+                        _trampoline_c,
+                        c_void_p(index),
+                        _no_finalizer_c,
+                    )
                     if err:
                         raise ffi_error(err)
                     index += 1

@@ -5,9 +5,7 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from collections.abc import Sequence
 from ctypes import byref, c_size_t, c_uint64, c_void_p
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import wasmtime
@@ -28,6 +26,9 @@ from ._traps import classify
 from ._wit import HANDLER
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
+
     from ._component import Component
     from ._limits import Limits
 
@@ -71,9 +72,13 @@ class Instance:
         store = wasmtime.Store(engine.raw)
         self._store = store
         try:
-            store.set_limits(memory_size=limits.memory, table_elements=limits.max_table_elements,
-                             instances=limits.max_instances, tables=limits.max_tables,
-                             memories=limits.max_memories)
+            store.set_limits(
+                memory_size=limits.memory,
+                table_elements=limits.max_table_elements,
+                instances=limits.max_instances,
+                tables=limits.max_tables,
+                memories=limits.max_memories,
+            )
             wasi = wasmtime.WasiConfig()  # no args, env, preopens; stdin is empty
             wasi.stdout_custom = self._output.stdout
             wasi.stderr_custom = self._output.stderr
@@ -99,8 +104,9 @@ class Instance:
             hint = ""
             if "memory" in text and ("limit" in text or "exceeds" in text or "grow" in text):
                 hint = f" (memory limit is {self.limits.memory} bytes; a Python guest needs ~13 MiB)"
-            raise InstantiationError(f"cannot instantiate {self.component.name}{hint}: "
-                                     f"{text.splitlines()[0]}") from exc
+            raise InstantiationError(
+                f"cannot instantiate {self.component.name}{hint}: {text.splitlines()[0]}"
+            ) from exc
         finally:
             install(None)
             self._state.fault = None
@@ -150,9 +156,11 @@ class Instance:
         self._hc_detail.kind = abi.STRING
         self._result = abi.Val()
         self._result_addr = ctypes.addressof(self._result)
-        self._refs = (c_void_p(ctypes.addressof(self._hm_arg)),
-                      c_void_p(ctypes.addressof(self._hc_args)),
-                      c_void_p(self._result_addr))
+        self._refs = (
+            c_void_p(ctypes.addressof(self._hm_arg)),
+            c_void_p(ctypes.addressof(self._hc_args)),
+            c_void_p(self._result_addr),
+        )
         self._remaining = c_uint64()
 
     # -- calls ----------------------------------------------------------------
@@ -168,7 +176,8 @@ class Instance:
         """Call the guest's ``handle-message`` with one message."""
         if len(payload) > self.limits.max_payload:
             raise PayloadTooLargeError(
-                f"payload of {len(payload)} bytes exceeds the limit of {self.limits.max_payload}")
+                f"payload of {len(payload)} bytes exceeds the limit of {self.limits.max_payload}"
+            )
         data = payload if payload.isascii() else payload.decode("latin-1").encode()
         pstr = self._payload_str
         pstr.size = len(data)
@@ -213,7 +222,8 @@ class Instance:
         else:
             if len(outcome) > self.limits.max_payload:
                 raise PayloadTooLargeError(
-                    f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}")
+                    f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"
+                )
             data = outcome if outcome.isascii() else outcome.decode("latin-1").encode()
             res.is_ok = True
             inner.kind = abi.STRING
@@ -246,18 +256,18 @@ class Instance:
         vec.data = ctypes.addressof(tuples)
         return (tuples, pairs, raws)
 
-    def _call(self, func: c_void_p, args: c_void_p, nargs: c_size_t,
-              decode: type[object] | object) -> CallResult:
+    def _call(
+        self, func: c_void_p, args: c_void_p, nargs: c_size_t, decode: Callable[[int], Outcome]
+    ) -> CallResult:
         if self.crash is not None:
-            raise InstanceBrokenError(f"{self.component.name} crashed earlier ({self.crash.kind}); "
-                                      "instantiate the component again")
+            raise InstanceBrokenError(
+                f"{self.component.name} crashed earlier ({self.crash.kind}); instantiate the component again"
+            )
         if self._closed:
             raise InstanceClosedError(f"instance of {self.component.name} is closed")
         ctx = self._ctx
         state = self._state
-        state.outbox = []
-        state.txn = None
-        state.fault = None
+        state.begin()
         abi.set_fuel(ctx, self._fuel)
         abi.set_epoch_deadline(ctx, self._ticks)
         install(state)
@@ -268,7 +278,7 @@ class Instance:
             elapsed = time.perf_counter() - start
             if err:
                 return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
-            outcome = decode(self._result_addr)  # type: ignore[operator]
+            outcome = decode(self._result_addr)
             abi.val_delete(self._refs[2])
             self._result.kind = abi.BOOL  # wasmtime drops the old result on the next call
             err = abi.func_post_return(func, ctx)
@@ -291,9 +301,7 @@ class Instance:
     def _crashed(self, crash: Crash, elapsed: float) -> CallResult:
         state = self._state
         fault = state.fault
-        state.outbox = []
-        state.txn = None
-        state.fault = None
+        state.begin()
         self.crash = crash
         if fault is not None and not isinstance(fault, Exception):
             raise fault  # KeyboardInterrupt, SystemExit...: the crash is recorded, don't swallow
@@ -319,8 +327,7 @@ class Instance:
             except UnicodeEncodeError:
                 return AppError(_NOT_BYTES)
         if len(reply) > self.limits.max_payload:
-            return AppError(f"the reply of {len(reply)} bytes exceeds the limit of "
-                            f"{self.limits.max_payload}")
+            return AppError(f"the reply of {len(reply)} bytes exceeds the limit of {self.limits.max_payload}")
         return Success(reply)
 
     def _decode_unit(self, addr: int) -> Outcome:
@@ -357,5 +364,7 @@ class Instance:
     def __enter__(self) -> Instance:
         return self
 
-    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -62,8 +62,16 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_memories: int = 100
 
     def __post_init__(self) -> None:
-        for name in ("memory", "fuel", "max_payload", "max_outbox", "max_instances",
-                     "max_tables", "max_table_elements", "max_memories"):
+        for name in (
+            "memory",
+            "fuel",
+            "max_payload",
+            "max_outbox",
+            "max_instances",
+            "max_tables",
+            "max_table_elements",
+            "max_memories",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")
         if not (self.timeout > 0 and math.isfinite(self.timeout)):
@@ -95,12 +103,12 @@ class _ManifestFile(msgspec.Struct, forbid_unknown_fields=True):
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """A component and its limits, as declared by a ``component.toml``::
 
-        name = "counter"
-        component = "build/counter.wasm"   # relative to this file
-        [limits]
-        memory = "64 MiB"                  # required
-        fuel = 50_000_000                  # required, per handler call
-        timeout-ms = 1000                  # required, per handler call
+    name = "counter"
+    component = "build/counter.wasm"   # relative to this file
+    [limits]
+    memory = "64 MiB"                  # required
+    fuel = 50_000_000                  # required, per handler call
+    timeout-ms = 1000                  # required, per handler call
     """
 
     #: The actor's default name.
@@ -153,8 +161,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         base = source.parent if source else Path.cwd()
         component = (base / data.component).resolve()
         name = data.name or (source.parent.name if source else component.stem)
-        return cls(name=name, component=component, limits=limits,
-                   description=data.description, source=source)
+        return cls(name=name, component=component, limits=limits, description=data.description, source=source)
 
 
 def _explain(message: str) -> str:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._errors import StorageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["MemoryStorage", "SQLiteStorage", "StorageBackend", "Transaction"]
 
@@ -190,4 +192,3 @@ class Transaction:
 
     def discard(self) -> None:
         self._writes = {}
-

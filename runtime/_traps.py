@@ -29,8 +29,7 @@ def classify(error: BaseException, fault: BaseException | None, output: GuestOut
     frames = tuple(m.group(1).strip() for line in lines if (m := _FRAME.match(line)))
     message = _headline(lines)
     if fault is not None:
-        return Crash(CrashKind.HOST_FAULT, f"host fault: {type(fault).__name__}: {fault}",
-                     frames, detail)
+        return Crash(CrashKind.HOST_FAULT, f"host fault: {type(fault).__name__}: {fault}", frames, detail)
     if _FUEL in detail:
         kind = CrashKind.FUEL_EXHAUSTED
     elif _trap_line(lines) == _INTERRUPT:

@@ -6,20 +6,28 @@ describe in errors (and ``wasmactors inspect``) what a component has.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from wasmtime import Engine
 from wasmtime import component as wc
 
 from ._host import HOST_FUNCTIONS, WIT_PACKAGE, WIT_VERSION
 
-__all__ = ["HANDLER", "EXPECTED_EXPORTS", "describe_item", "render_func", "render_type"]
+if TYPE_CHECKING:
+    from wasmtime.component._types import ComponentExtern
+
+__all__ = ["EXPECTED_EXPORTS", "HANDLER", "describe_item", "render_func", "render_type"]
 
 HANDLER = f"{WIT_PACKAGE}/handler@{WIT_VERSION}"
 
-_ENVELOPE = ("record { sender: option<string>, kind: enum { tell, request }, payload: string, "
-             "headers: list<tuple<string, string>> }")
+_ENVELOPE = (
+    "record { sender: option<string>, kind: enum { tell, request }, payload: string, "
+    "headers: list<tuple<string, string>> }"
+)
 _APP_ERROR = "record { message: string }"
-_REQUEST_ERROR = ("variant { timeout, app-error(string), crashed(string), "
-                  "unknown-recipient(string), stopped(string) }")
+_REQUEST_ERROR = (
+    "variant { timeout, app-error(string), crashed(string), unknown-recipient(string), stopped(string) }"
+)
 
 #: Export name -> its WIT signature (parameter names are not part of the ABI).
 EXPECTED_EXPORTS = {
@@ -33,9 +41,19 @@ PROVIDED_INTERFACES = {
 } | {f"{WIT_PACKAGE}/types@{WIT_VERSION}": set()}
 
 _PRIMITIVES = {
-    wc.Bool: "bool", wc.S8: "s8", wc.S16: "s16", wc.S32: "s32", wc.S64: "s64",
-    wc.U8: "u8", wc.U16: "u16", wc.U32: "u32", wc.U64: "u64", wc.F32: "f32",
-    wc.F64: "f64", wc.Char: "char", wc.String: "string",
+    wc.Bool: "bool",
+    wc.S8: "s8",
+    wc.S16: "s16",
+    wc.S32: "s32",
+    wc.S64: "s64",
+    wc.U8: "u8",
+    wc.U16: "u16",
+    wc.U32: "u32",
+    wc.U64: "u64",
+    wc.F32: "f32",
+    wc.F64: "f64",
+    wc.Char: "char",
+    wc.String: "string",
 }
 
 
@@ -83,7 +101,7 @@ def describe_item(engine: Engine, item: object, *, names: bool = True) -> str:
     return type(item).__name__
 
 
-def instance_funcs(engine: Engine, ext: wc.ComponentExtern) -> dict[str, wc.FuncType] | None:
+def instance_funcs(engine: Engine, ext: ComponentExtern) -> dict[str, wc.FuncType] | None:
     """The functions of an instance import/export, or ``None`` if it is not an instance."""
     ty = ext.ty
     if not isinstance(ty, wc.ComponentInstanceType):

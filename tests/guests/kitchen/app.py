@@ -106,8 +106,5 @@ class Handler(exports.Handler):
             return f"host-error {describe(err.value)}"
 
     def handle_callback(self, id: int, outcome: object) -> None:
-        if isinstance(outcome, Ok):
-            text = f"ok {outcome.value}"
-        else:
-            text = f"err {describe(outcome.value)}"
+        text = f"ok {outcome.value}" if isinstance(outcome, Ok) else f"err {describe(outcome.value)}"
         storage.set(f"callback/{id}", text)

@@ -1,0 +1,58 @@
+# wasmactors: every target sets up what it needs. Configuration of the tools
+# lives in pyproject.toml; this file only calls them.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+WIT := $(wildcard wit/*.wit)
+GUESTS := examples/echo/build/echo.wasm \
+          examples/counter/build/counter.wasm \
+          tests/guests/kitchen/build/kitchen.wasm
+
+.PHONY: all setup guests lint typecheck test demo bench clean
+
+all: test
+
+# The virtualenv with the project (editable) and its dev tools; redone when
+# pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)
+
+# A Python guest is rebuilt only when its sources or the WIT changed.
+.SECONDEXPANSION:
+$(GUESTS): %.wasm: $$(wildcard $$(dir $$(@D))*.py) $(WIT) | $(STAMP)
+	@echo "==> building $@ with componentize-py (about 15 s)"
+	@mkdir -p $(@D)
+	@$(BIN)/componentize-py -d wit -w actor componentize -p $(dir $(@D)) app -o $@.tmp
+	@mv $@.tmp $@
+
+guests: $(GUESTS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow the editable install's import hook, so it checks a
+# tree of symlinks laid out as the installed package.
+typecheck: $(STAMP)
+	@rm -rf build/typecheck && mkdir -p build/typecheck/wasmactors
+	@ln -s $(CURDIR)/wasmactors/*.py $(CURDIR)/wasmactors/py.typed build/typecheck/wasmactors/
+	@for pkg in actors messaging runtime; do ln -s $(CURDIR)/$$pkg build/typecheck/wasmactors/$$pkg; done
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p wasmactors
+
+test: $(STAMP) guests lint typecheck
+	$(BIN)/python -m pytest
+
+demo: $(STAMP) guests
+	$(BIN)/python examples/quickstart.py
+
+bench: $(STAMP) guests
+	$(BIN)/python -m benchmarks.runtime
+
+clean:
+	rm -rf build $(VENV) examples/*/build tests/guests/*/build

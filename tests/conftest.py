@@ -1,0 +1,52 @@
+"""Shared fixtures: one engine per session with a persistent artifact cache,
+compiled guests, and the anyio backends every async test runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.guests import ROOT, python_guest, wat_guest
+from wasmactors.runtime import Component, Engine, Limits, MiB
+
+#: Compiled artifacts survive between runs of the suite (build/ is ignored by git).
+CACHE = ROOT / "build" / "test-cache"
+
+#: Generous limits for well-behaved calls.
+LIMITS = Limits(memory=64 * MiB, fuel=500_000_000, timeout=5.0)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on asyncio and on trio."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    with Engine(cache_dir=CACHE) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="session")
+def wat(engine: Engine) -> dict[str, Component]:
+    """Every WAT guest, compiled once."""
+    names = [p.stem for p in (ROOT / "tests" / "guests" / "wat").glob("*.wat") if p.stem != "shell"]
+    return {name: engine.load(wat_guest(name), name=name) for name in names}
+
+
+@pytest.fixture(scope="session")
+def kitchen(engine: Engine) -> Component:
+    return engine.load(python_guest("kitchen"))
+
+
+@pytest.fixture(scope="session")
+def counter(engine: Engine) -> Component:
+    return engine.load(python_guest("counter"))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
