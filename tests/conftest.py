@@ -3,13 +3,16 @@ compiled guests, and the anyio backends every async test runs on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.guests import ROOT, python_guest, wat_guest
 from wasmactors.runtime import Component, Engine, Limits, MiB
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 #: Compiled artifacts survive between runs of the suite (build/ is ignored by git).
 CACHE = ROOT / "build" / "test-cache"

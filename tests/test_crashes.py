@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -27,13 +27,17 @@ from wasmactors.runtime import (
 
 from .conftest import LIMITS
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 SMALL = Limits(memory=4 * MiB, fuel=20_000_000, timeout=2.0)
 
 
 def crash_of(inst: Instance, payload: bytes = b"x") -> Crash:
     result = inst.handle_message(payload, request=True)
     assert isinstance(result.outcome, Crash), result.outcome
-    assert result.crashed and not inst.usable
+    assert result.crashed
+    assert not inst.usable
     assert result.outbox == ()
     return result.outcome
 
@@ -131,7 +135,8 @@ def test_crashed_instance_refuses_calls_and_a_fresh_one_works(wat: Mapping[str, 
 
 
 @pytest.mark.parametrize(
-    "guest", ["unreachable", "deep_recursion", "bad_reply", "memory_grower", "infinite_loop", "oversized_reply"]
+    "guest",
+    ["unreachable", "deep_recursion", "bad_reply", "memory_grower", "infinite_loop", "oversized_reply"],
 )
 def test_host_survives_every_misbehaving_guest(wat: Mapping[str, Component], guest: str) -> None:
     """A crash in one instance leaves another, running alongside, untouched."""

@@ -70,6 +70,9 @@ def run(command: str, args: list[str], msg: types.Envelope) -> str | None:
         return "sent"
     if command == "request":
         return str(messaging.request(args[0], " ".join(args[2:]), int(args[1])))
+    if command == "send-big":
+        messaging.send(args[0], "x" * int(args[1]))
+        return "sent"
     if command == "send-many":
         for i in range(int(args[1])):
             messaging.send(args[0], str(i))

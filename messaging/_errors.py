@@ -1,0 +1,20 @@
+"""The messaging layer's errors::
+
+WasmActorsError
+└── MessagingError
+    └── PayloadDecodeError   a payload is malformed or fails validation (also ValueError)
+"""
+
+from __future__ import annotations
+
+from ..runtime._errors import WasmActorsError
+
+__all__ = ["MessagingError", "PayloadDecodeError"]
+
+
+class MessagingError(WasmActorsError):
+    """Base class of the messaging layer's errors."""
+
+
+class PayloadDecodeError(MessagingError, ValueError):
+    """A payload could not be decoded into the expected type."""

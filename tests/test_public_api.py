@@ -1,0 +1,61 @@
+"""The public surface is deliberate: these names, and only these, are exported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import wasmactors
+import wasmactors.actors
+import wasmactors.messaging
+import wasmactors.runtime
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_runtime_public_names() -> None:
+    """wasmactors.runtime exports exactly its documented API."""
+    assert sorted(wasmactors.runtime.__all__) == [
+        "AppError", "CallResult", "CompileError", "Component", "ComponentError", "CoreModuleError",
+        "Crash", "CrashKind", "Engine", "GiB", "HostContext", "Instance", "InstanceBrokenError",
+        "InstanceClosedError", "InstantiationError", "KiB", "Limits", "Manifest", "ManifestError",
+        "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome", "Outgoing",
+        "PayloadTooLargeError", "RequestError", "RequestFailure", "SQLiteStorage", "StorageBackend",
+        "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
+        "default_cache_dir", "parse_size",
+    ]  # fmt: skip
+    for name in wasmactors.runtime.__all__:
+        assert hasattr(wasmactors.runtime, name), name
+
+
+def test_messaging_and_actors_public_names() -> None:
+    """The other layers export exactly their documented API."""
+    assert sorted(wasmactors.messaging.__all__) == ["Codec", "MessagingError", "PayloadDecodeError"]
+    assert wasmactors.actors.__all__ == []
+
+
+def test_root_reexports_the_essentials() -> None:
+    """`import wasmactors` is enough for the common case; each name is the layer's own object."""
+    for name in wasmactors.__all__:
+        layer = wasmactors.messaging if name in wasmactors.messaging.__all__ else wasmactors.runtime
+        assert getattr(wasmactors, name) is getattr(layer, name), name
+    assert {"Engine", "Instance", "Limits", "Manifest", "WasmActorsError"} <= set(wasmactors.__all__)
+
+
+def test_errors_share_one_root() -> None:
+    """Every exported exception derives from WasmActorsError."""
+    for name in wasmactors.runtime.__all__:
+        obj = getattr(wasmactors.runtime, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            assert issubclass(obj, wasmactors.WasmActorsError), name
+
+
+def test_no_generic_top_level_modules_are_installed(tmp_path: Path) -> None:
+    """The folders install under `wasmactors`, never as top-level `runtime` or `messaging`."""
+    code = "import importlib.util as u; print([u.find_spec(m) is None for m in ('runtime', 'messaging', 'actors')])"  # noqa: E501
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[True, True, True]"

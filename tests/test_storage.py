@@ -1,0 +1,154 @@
+"""Storage: the backends, and one handler call as one atomic step."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+
+from wasmactors.runtime import (
+    Component,
+    HostContext,
+    Instance,
+    MemoryStorage,
+    SQLiteStorage,
+    StorageBackend,
+    StorageError,
+    Success,
+    Transaction,
+)
+
+from .conftest import LIMITS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request: pytest.FixtureRequest, db_path: Path) -> StorageBackend:
+    store: StorageBackend = MemoryStorage() if request.param == "memory" else SQLiteStorage(db_path)
+    yield store  # type: ignore[misc]
+    store.close()
+
+
+def test_backend_apply_get_keys(backend: StorageBackend) -> None:
+    """apply writes and deletes; keys are prefix-filtered, sorted and per namespace."""
+    backend.apply("a", {"k2": b"2", "k1": b"1", "x": b"x", "%_": b"odd"})
+    backend.apply("b", {"k1": b"other"})
+    backend.apply("a", {"x": None})
+    assert backend.get("a", "k1") == b"1"
+    assert backend.get("a", "x") is None
+    assert backend.keys("a", "k") == ["k1", "k2"]
+    assert backend.keys("a", "%") == ["%_"]
+    assert backend.keys("a", "") == ["%_", "k1", "k2"]
+    assert backend.get("b", "k1") == b"other"
+
+
+def test_transaction_reads_its_own_writes_and_hides_them_until_commit(backend: StorageBackend) -> None:
+    """Buffered writes are visible inside the transaction only, until commit."""
+    backend.apply("ns", {"a": b"1", "b": b"2"})
+    txn = Transaction(backend, "ns")
+    txn.set("c", b"3")
+    assert txn.delete("a") is True
+    assert txn.delete("zzz") is False
+    assert txn.get("c") == b"3"
+    assert txn.get("a") is None
+    assert txn.keys("") == ["b", "c"]
+    assert backend.get("ns", "c") is None
+    txn.commit()
+    assert backend.keys("ns", "") == ["b", "c"]
+
+
+def test_sqlite_is_a_real_wal_file(db_path: Path) -> None:
+    """The durable backend writes an SQLite file in WAL mode that other readers can open."""
+    store = SQLiteStorage(db_path)
+    store.apply("n", {"k": b"v"})
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("SELECT value FROM kv WHERE ns='n' AND key='k'").fetchone()[0] == b"v"
+    store.close()
+
+
+def test_sqlite_apply_is_atomic(db_path: Path) -> None:
+    """A batch that fails midway leaves nothing behind."""
+    store = SQLiteStorage(db_path)
+    store.apply("n", {"keep": b"1"})
+    with pytest.raises(StorageError):
+        store.apply("n", {"a": b"1", "b": object()})  # type: ignore[dict-item]  # unbindable: fails midway
+    assert store.keys("n", "") == ["keep"]
+    store.close()
+
+
+def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
+    """A path SQLite cannot open raises StorageError naming it."""
+    with pytest.raises(StorageError, match="cannot open storage"):
+        SQLiteStorage(tmp_path / "missing-dir" / "x.db")
+
+
+def call(inst: Instance, command: str) -> bytes | None:
+    result = inst.handle_message(command.encode(), request=True)
+    assert isinstance(result.outcome, Success), result.outcome
+    return result.outcome.reply
+
+
+def test_writes_commit_when_the_call_returns(kitchen: Component, backend: StorageBackend) -> None:
+    """Writes of a successful call, and of one that returned err, are applied."""
+    with Instance(kitchen, LIMITS, HostContext("s/a", storage=backend)) as inst:
+        call(inst, "set color blue")
+        assert inst.handle_message(b"set-then-err size big").outcome.message == "rejected after writing"  # type: ignore[union-attr]
+    assert backend.get("s/a", "color") == b"blue"
+    assert backend.get("s/a", "size") == b"big"
+
+
+def test_a_crash_discards_the_calls_writes_and_sends(kitchen: Component, backend: StorageBackend) -> None:
+    """One message is one atomic step: a trap loses its writes and its outgoing messages."""
+    with Instance(kitchen, LIMITS, HostContext("s/b", storage=backend)) as inst:
+        call(inst, "set color blue")
+        result = inst.handle_message(b"set-then-raise color red other/actor")
+        assert result.crashed
+        assert result.outbox == ()
+    assert backend.get("s/b", "color") == b"blue"
+
+
+def test_state_survives_a_new_instance_and_a_new_process_backend(kitchen: Component, db_path: Path) -> None:
+    """With SQLite, a restarted actor (new Store, new backend object) sees its state."""
+    first = SQLiteStorage(db_path)
+    with Instance(kitchen, LIMITS, HostContext("s/c", storage=first)) as inst:
+        call(inst, "set visits 3")
+    first.close()
+    second = SQLiteStorage(db_path)
+    with Instance(kitchen, LIMITS, HostContext("s/c", storage=second)) as inst:
+        assert call(inst, "get visits") == b"3"
+        assert call(inst, "keys v") == b"visits"
+        assert call(inst, "del visits") == b"True"
+    assert second.get("s/c", "visits") is None
+    second.close()
+
+
+def test_actor_without_storage_gets_a_backend_error(kitchen: Component) -> None:
+    """No backend configured: storage calls fail with a storage-error value, not a crash."""
+    with Instance(kitchen, LIMITS) as inst:
+        assert call(inst, "get k") == b"host-error StorageError_Backend:this actor has no storage backend"
+
+
+def test_backend_error_reaches_the_guest_as_a_value(kitchen: Component, db_path: Path) -> None:
+    """A StorageError (here, a closed database) is reported to the guest, not a crash."""
+    store = SQLiteStorage(db_path)
+    store.close()
+    with Instance(kitchen, LIMITS, HostContext("s/d", storage=store)) as inst:
+        text = call(inst, "get k") or b""
+        assert text.startswith(b"host-error StorageError_Backend:storage ")
+        assert inst.usable
+
+
+def test_counter_example_keeps_its_total(counter: Component) -> None:
+    """The counter example adds, reads and resets through storage."""
+    store = MemoryStorage()
+    with Instance(counter, LIMITS, HostContext("ex/counter", storage=store)) as inst:
+        assert call(inst, "add 5") == b"5"
+        assert call(inst, "add 7") == b"12"
+        assert call(inst, "get") == b"12"
+        bad = inst.handle_message(b"add lots", request=True)
+        assert bad.outcome.message == "add needs a whole number, got 'lots'"  # type: ignore[union-attr]
+    assert store.get("ex/counter", "total") == b"12"
