@@ -116,9 +116,12 @@ byte_vec_new = _raw("wasm_byte_vec_new", None)
 vallist_new_uninit = _raw("wasmtime_component_vallist_new_uninit", None)
 error_new = _raw("wasmtime_error_new", c_void_p)
 
-_unpack = struct.unpack_from
 _Q = struct.Struct("<Q")
 _QQ = struct.Struct("<QQ")
+#: A result value: kind, is_ok, pointer to the ok/err value.
+RESULT_LAYOUT = struct.Struct("<B7x?7xQ")
+#: An option value: kind, pointer to the payload (0 for none).
+OPTION_LAYOUT = struct.Struct("<B7xQ")
 
 
 def read_u64(addr: int) -> int:

@@ -3,6 +3,7 @@ and validation against the `actor` world."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,12 @@ class Component:
         self.digest = digest
         #: Whether it came from the compiled-artifact cache.
         self.cached = cached
+        # Export indices are valid for every instance of this component, so
+        # instantiation only has to resolve them to functions.
+        handler = raw.get_export_index(HANDLER)
+        self.export_indices = tuple(
+            raw.get_export_index(f, handler) for f in ("handle-message", "handle-callback")
+        )
 
     def __repr__(self) -> str:
         return f"<Component {self.name} {self.digest[:12]}>"
@@ -94,15 +101,29 @@ def sniff(data: bytes, name: str) -> None:
         )
 
 
+def _artifact(engine: Engine, digest: str) -> Path | None:
+    cache = engine.cache_dir
+    return cache / f"{digest}-{engine.fingerprint}.cwasm" if cache else None
+
+
+def load_artifact(engine: Engine, digest: str) -> wc.Component | None:
+    """The cached compilation of the component with ``digest``, if there is a good one."""
+    artifact = _artifact(engine, digest)
+    if artifact is None or not artifact.exists():
+        return None
+    try:
+        return wc.Component.deserialize_file(engine.raw, str(artifact))
+    except WasmtimeError:
+        artifact.unlink(missing_ok=True)  # stale or corrupt: the caller recompiles
+        return None
+
+
 def compile_component(engine: Engine, data: bytes, name: str, digest: str) -> tuple[wc.Component, bool]:
     """Compile ``data``, going through the artifact cache when one is configured."""
-    cache = engine.cache_dir
-    artifact = cache / f"{digest}-{engine.fingerprint}.cwasm" if cache else None
-    if artifact is not None and artifact.exists():
-        try:
-            return wc.Component.deserialize_file(engine.raw, str(artifact)), True
-        except WasmtimeError:
-            artifact.unlink(missing_ok=True)  # stale or corrupt: recompile below
+    cached = load_artifact(engine, digest)
+    if cached is not None:
+        return cached, True
+    artifact = _artifact(engine, digest)
     try:
         compiled = wc.Component(engine.raw, data)
     except WasmtimeError as exc:
@@ -163,6 +184,44 @@ def validate(engine: Engine, compiled: wc.Component, name: str) -> None:
             f"The host offers {', '.join(sorted(PROVIDED_INTERFACES))} and WASI p2.",
             missing,
         )
+
+
+def known_digest(cache: Path | None, path: Path) -> str | None:
+    """The SHA-256 recorded for ``path`` if the file is unchanged since (same
+    size, inode, mtime and ctime), so a cached load need not read 18 MB."""
+    if cache is None:
+        return None
+    try:
+        entry = _index_entry(cache, path)
+        recorded = entry.read_text().split()
+    except (OSError, ValueError):
+        return None
+    if len(recorded) == 2 and recorded[0] == _stat_key(path):
+        return recorded[1]
+    return None
+
+
+def remember_digest(cache: Path | None, path: Path, digest: str) -> None:
+    if cache is None:
+        return
+    try:
+        entry = _index_entry(cache, path)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as out:
+            out.write(f"{_stat_key(path)} {digest}")
+        os.replace(tmp, entry)
+    except OSError:
+        pass
+
+
+def _index_entry(cache: Path, path: Path) -> Path:
+    return cache / "index" / hashlib.sha256(str(path.resolve()).encode()).hexdigest()
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _first_lines(exc: BaseException, n: int = 3) -> str:

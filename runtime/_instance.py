@@ -23,7 +23,6 @@ from ._host import CallState, HostContext, ffi_error, install
 from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, RequestError, Success
 from ._stdio import GuestOutput
 from ._traps import classify
-from ._wit import HANDLER
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -112,14 +111,11 @@ class Instance:
             self._state.fault = None
 
     def _bind_exports(self) -> None:
-        store, inst = self._store, self._instance
-        iface = inst.get_export_index(store, HANDLER)
         funcs = []
-        for name in ("handle-message", "handle-callback"):
-            index = inst.get_export_index(store, name, iface)
-            func = inst.get_func(store, index) if index is not None else None
+        for index in self.component.export_indices:
+            func = self._instance.get_func(self._store, index) if index is not None else None
             if func is None:  # validated at load time; this would be a wasmtime bug
-                raise InstantiationError(f"{self.component.name}: export {name} vanished")
+                raise InstantiationError(f"{self.component.name}: a handler export vanished")
             funcs.append(func)
         self._funcs = funcs  # keep the wasmtime objects alive
         self._hm = c_void_p(ctypes.addressof(funcs[0]._func))
@@ -310,12 +306,11 @@ class Instance:
     # -- result decoding (wasmtime-owned memory, read in place) ----------------
 
     def _decode_message(self, addr: int) -> Outcome:
-        # result<option<payload>, app-error>
-        is_ok = ctypes.string_at(addr + abi.OF, 1)[0]
-        inner = abi.read_pointer(addr, abi.OF + 8)
+        # result<option<payload>, app-error>; few reads: each string_at is a ctypes call.
+        _, is_ok, inner = abi.RESULT_LAYOUT.unpack(ctypes.string_at(addr, 24))
         if not is_ok:
             return self._app_error(inner)
-        some = abi.read_pointer(inner)
+        _, some = abi.OPTION_LAYOUT.unpack(ctypes.string_at(inner, 16))
         if not some:
             return Success(None)
         raw = abi.read_string(some)
@@ -332,9 +327,8 @@ class Instance:
 
     def _decode_unit(self, addr: int) -> Outcome:
         # result<_, app-error>
-        if ctypes.string_at(addr + abi.OF, 1)[0]:
-            return Success(None)
-        return self._app_error(abi.read_pointer(addr, abi.OF + 8))
+        _, is_ok, inner = abi.RESULT_LAYOUT.unpack(ctypes.string_at(addr, 24))
+        return Success(None) if is_ok else self._app_error(inner)
 
     @staticmethod
     def _app_error(record_addr: int) -> AppError:

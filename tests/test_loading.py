@@ -143,3 +143,18 @@ def test_python_guest_loads_from_cache_in_a_new_process(engine: Engine) -> None:
 
 def wat_guest_body(name: str) -> str:
     return (ROOT / "tests" / "guests" / "wat" / f"{name}.wat").read_text()
+
+
+def test_a_changed_file_is_recompiled_not_served_stale(tmp_path: Path) -> None:
+    """The cache's file index notices a rewritten component and compiles the new one."""
+    path = tmp_path / "guest.wat"
+    path.write_bytes(wat_guest("echo"))
+    cache = tmp_path / "cache"
+    with Engine(cache_dir=cache) as eng:
+        first = eng.load(path)
+        assert eng.load(path).cached
+        path.write_bytes(wat_guest("app_error"))
+        second = eng.load(path)
+        assert second.digest != first.digest
+        with Instance(second, LIMITS) as inst:
+            assert not inst.handle_message(b"x", request=True).ok

@@ -1,0 +1,1 @@
+"""Benchmark scripts. They report numbers; they never assert timings."""

@@ -1,0 +1,13 @@
+"""The benchmark scripts run (tiny counts), so they cannot rot. They report; nothing here times anything."""
+
+from __future__ import annotations
+
+from benchmarks import runtime
+
+
+def test_runtime_benchmark_smoke(capsys: object) -> None:
+    """`python -m benchmarks.runtime --quick` completes and reports every section."""
+    assert runtime.main(["--quick"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    for section in ("load (ms)", "instantiate (ms)", "payload 16 B", "payload 4096 B", "wasmactors_wat"):
+        assert section in out
