@@ -20,15 +20,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 from wasmtime import component as wc
 
 from tests.guests import ROOT, python_guest, wat_guest
 from wasmactors.runtime import Engine, Instance, Limits, MiB
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LIMITS = Limits(memory=64 * MiB, fuel=10**9, timeout=10.0)
 SIZES = (16, 4096, 65536)
@@ -187,9 +189,11 @@ def _machine() -> str:
     import os
     import platform
 
+    from wasmactors.runtime._component import wasmtime_version
+
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, wasmtime {wasmtime.__version__ if hasattr(wasmtime, '__version__') else '?'}"
+        f"Python {platform.python_version()}, wasmtime {wasmtime_version()}"
     )
 
 

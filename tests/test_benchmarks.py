@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from benchmarks import runtime
 
+if TYPE_CHECKING:
+    import pytest
 
-def test_runtime_benchmark_smoke(capsys: object) -> None:
+
+def test_runtime_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m benchmarks.runtime --quick` completes and reports every section."""
     assert runtime.main(["--quick"]) == 0
-    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    out = capsys.readouterr().out
     for section in ("load (ms)", "instantiate (ms)", "payload 16 B", "payload 4096 B", "wasmactors_wat"):
         assert section in out
