@@ -51,8 +51,12 @@ test: $(STAMP) guests lint typecheck
 demo: $(STAMP) guests
 	$(BIN)/python examples/quickstart.py
 
-bench: $(STAMP) guests
-	$(BIN)/python -m benchmarks.runtime
+$(VENV)/.installed-bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
+bench: $(VENV)/.installed-bench guests
+	$(BIN)/python -m benchmarks.runtime --json benchmarks/results/runtime.json
 
 clean:
 	rm -rf build $(VENV) examples/*/build tests/guests/*/build

@@ -131,6 +131,12 @@ class SQLiteStorage:
         with self._lock:
             self._db.close()
 
+    def __enter__(self) -> SQLiteStorage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 class _wrapped:
     """Turn sqlite3 errors into StorageError, naming the file."""
