@@ -3,6 +3,7 @@ and component loading."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import platform
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = ["Engine", "default_cache_dir"]
+
+
+class UseDefault(enum.Enum):
+    """Sentinel: resolve the default when the engine is created, not at import."""
+
+    CACHE_DIR = enum.auto()
 
 
 def default_cache_dir() -> Path:
@@ -43,8 +50,9 @@ class Engine:
 
     Use it as a context manager, or call :meth:`close`, to stop the ticker.
 
-    ``cache_dir`` holds compiled artifacts keyed by the component's SHA-256,
-    the wasmtime version and this configuration; ``None`` disables the cache.
+    ``cache_dir`` (default: :func:`default_cache_dir`) holds compiled
+    artifacts keyed by the component's SHA-256, the wasmtime version and this
+    configuration; ``None`` disables the cache.
     wasmtime trusts the artifacts it deserializes, so the folder must be
     writable only by you.
     """
@@ -53,7 +61,7 @@ class Engine:
         self,
         *,
         epoch_tick: float = 0.002,
-        cache_dir: str | os.PathLike[str] | None = default_cache_dir(),  # noqa: B008 - resolved once, documented
+        cache_dir: str | os.PathLike[str] | UseDefault | None = UseDefault.CACHE_DIR,
         max_wasm_stack: int = 512 * 1024,
     ) -> None:
         if not epoch_tick > 0:
@@ -65,6 +73,9 @@ class Engine:
         self.raw = wasmtime.Engine(config)
         #: Seconds between epoch increments: call timeouts fire within one tick.
         self.epoch_tick = epoch_tick
+        if isinstance(cache_dir, UseDefault):
+            cache_dir = default_cache_dir()
+        #: Where compiled artifacts are kept; ``None``: no cache.
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         #: Part of every cache key: artifacts of another wasmtime or config are never tried.
         self.fingerprint = hashlib.sha256(

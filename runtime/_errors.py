@@ -13,6 +13,7 @@ Every exception the runtime raises derives from :class:`WasmActorsError`::
     ├── InstantiationError        a component could not be instantiated
     ├── PayloadTooLargeError      a payload over the limit (also ValueError)
     ├── InstanceBrokenError       the instance crashed earlier (also anyio.BrokenResourceError)
+    ├── InstanceBusyError         another thread is in a call (also anyio.BusyResourceError)
     ├── InstanceClosedError       the instance was closed (also anyio.ClosedResourceError)
     └── StorageError              a storage backend failed
 
@@ -30,6 +31,7 @@ __all__ = [
     "ComponentError",
     "CoreModuleError",
     "InstanceBrokenError",
+    "InstanceBusyError",
     "InstanceClosedError",
     "InstantiationError",
     "ManifestError",
@@ -91,6 +93,14 @@ class PayloadTooLargeError(WasmActorsError, ValueError):
 class InstanceBrokenError(WasmActorsError, anyio.BrokenResourceError):
     """The instance crashed on an earlier call and cannot be entered again;
     build a new one from the same component."""
+
+
+class InstanceBusyError(WasmActorsError, anyio.BusyResourceError):
+    """Another thread is already calling this instance. A wasmtime Store is
+    single-threaded; concurrent calls are refused instead of corrupting it."""
+
+    def __init__(self) -> None:
+        super().__init__("calling")
 
 
 class InstanceClosedError(WasmActorsError, anyio.ClosedResourceError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import threading
 import time
 from ctypes import byref, c_size_t, c_uint64, c_void_p
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from wasmtime import WasmtimeError
 from . import _abi as abi
 from ._errors import (
     InstanceBrokenError,
+    InstanceBusyError,
     InstanceClosedError,
     InstantiationError,
     PayloadTooLargeError,
@@ -63,6 +65,9 @@ class Instance:
         #: Why the instance is unusable, once it crashed.
         self.crash: Crash | None = None
         self._closed = False
+        # Held for the duration of a call and by close(): a Store must never
+        # be entered from two threads at once.
+        self._lock = threading.Lock()
         self._ticks = c_uint64(math.ceil(limits.timeout / engine.epoch_tick) + 1)
         self._fuel = c_uint64(limits.fuel)
         self._state = CallState(self.context, limits)
@@ -255,6 +260,16 @@ class Instance:
     def _call(
         self, func: c_void_p, args: c_void_p, nargs: c_size_t, decode: Callable[[int], Outcome]
     ) -> CallResult:
+        if not self._lock.acquire(blocking=False):
+            raise InstanceBusyError
+        try:
+            return self._call_locked(func, args, nargs, decode)
+        finally:
+            self._lock.release()
+
+    def _call_locked(
+        self, func: c_void_p, args: c_void_p, nargs: c_size_t, decode: Callable[[int], Outcome]
+    ) -> CallResult:
         if self.crash is not None:
             raise InstanceBrokenError(
                 f"{self.component.name} crashed earlier ({self.crash.kind}); instantiate the component again"
@@ -348,12 +363,15 @@ class Instance:
         return self._remaining.value
 
     def close(self) -> None:
-        """Free the Store and everything in it. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._funcs = []
-        self._store.close()
+        """Free the Store and everything in it; waits for a call in progress
+        on another thread. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._funcs = []
+            self._store.close()
+            self._output.flush()
 
     def __enter__(self) -> Instance:
         return self

@@ -200,3 +200,34 @@ def test_keyboard_interrupt_in_a_host_function_is_not_swallowed(kitchen: Compone
             inst.handle_message(b"get k")
         assert inst.crash is not None
         assert inst.crash.kind == CrashKind.HOST_FAULT
+
+
+def test_concurrent_calls_on_one_instance_are_refused(wat: Mapping[str, Component]) -> None:
+    """A second thread entering a busy instance gets InstanceBusyError, not a corrupted Store."""
+    import threading
+
+    import anyio
+
+    from wasmactors.runtime import InstanceBusyError
+
+    limits = Limits(memory=4 * MiB, fuel=10**12, timeout=5.0)
+    with Instance(wat["fuel_burner"], limits) as inst:
+
+        def long_call() -> None:
+            while True:  # retry until this thread is the one inside the Store
+                try:
+                    inst.handle_message(b"x" * 400)  # ~0.5 s of work
+                    return
+                except InstanceBusyError:
+                    continue
+
+        worker = threading.Thread(target=long_call)
+        worker.start()
+        refusal: InstanceBusyError | None = None
+        while worker.is_alive() and refusal is None:
+            try:
+                inst.handle_message(b"")
+            except InstanceBusyError as exc:
+                refusal = exc
+        worker.join()
+    assert isinstance(refusal, anyio.BusyResourceError)

@@ -20,7 +20,8 @@ def test_runtime_public_names() -> None:
     assert sorted(wasmactors.runtime.__all__) == [
         "AppError", "CallResult", "CompileError", "Component", "ComponentError", "CoreModuleError",
         "Crash", "CrashKind", "Engine", "GiB", "HostContext", "Instance", "InstanceBrokenError",
-        "InstanceClosedError", "InstantiationError", "KiB", "Limits", "Manifest", "ManifestError",
+        "InstanceBusyError", "InstanceClosedError", "InstantiationError", "KiB", "Limits", "Manifest",
+        "ManifestError",
         "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome", "Outgoing",
         "PayloadTooLargeError", "RequestError", "RequestFailure", "SQLiteStorage", "StorageBackend",
         "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
