@@ -157,3 +157,18 @@ def test_clocks(inst: Instance) -> None:
     wall, mono, _ = (int(x) for x in (reply(inst, "clock") or b"").split())
     assert before <= wall <= time.time_ns()
     assert abs(mono - time.monotonic_ns()) < 10**9
+
+
+def test_the_sandbox_has_no_environment_files_or_stdin(inst: Instance) -> None:
+    """WASI gives the guest no environment, no arguments, no filesystem and an empty stdin."""
+    assert reply(inst, "env") == b"0 0"
+    assert reply(inst, "open /etc/passwd") in (b"FileNotFoundError", b"PermissionError", b"OSError")
+    assert reply(inst, "stdin") == b"''"
+
+
+def test_reads_inside_a_call_see_its_own_writes(kitchen: Component) -> None:
+    """A value set earlier in the same call is read back before it is committed."""
+    from wasmactors.runtime import MemoryStorage
+
+    with Instance(kitchen, LIMITS, HostContext("t/rw", storage=MemoryStorage())) as inst:
+        assert reply(inst, "set-get k fresh") == b"fresh"

@@ -49,6 +49,23 @@ def run(command: str, args: list[str], msg: types.Envelope) -> str | None:
         return None
     if command == "clock":
         return f"{services.now_ns()} {services.monotonic_ns()} {time.time_ns()}"
+    if command == "env":
+        import os
+
+        return f"{len(os.environ)} {len(__import__('sys').argv)}"
+    if command == "open":
+        try:
+            with open(args[0]) as handle:
+                return "read " + handle.read(10)
+        except OSError as exc:
+            return type(exc).__name__
+    if command == "stdin":
+        import sys
+
+        return repr(sys.stdin.read())
+    if command == "set-get":
+        storage.set(args[0], args[1])
+        return storage.get(args[0])
     if command == "bytes":
         return "".join(chr(i) for i in range(256))
     if command == "wide":
