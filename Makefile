@@ -48,7 +48,7 @@ typecheck: $(STAMP)
 test: $(STAMP) guests lint typecheck
 	$(BIN)/python -m pytest
 
-demo: $(STAMP) guests
+demo: $(STAMP) examples/counter/build/counter.wasm
 	$(BIN)/python examples/quickstart.py
 
 $(VENV)/.installed-bench: $(STAMP)
