@@ -1,5 +1,52 @@
-"""The actor layer: actor systems, mailboxes and supervision, built on
-:mod:`wasmactors.runtime`. It is being built (see the project's issues); the
-runtime layer below is complete and usable on its own."""
+"""The actor layer: components (and Python objects) living as supervised
+actors that exchange messages, on asyncio or trio."""
 
-__all__: list[str] = []
+from ._cell import NativeActor, NativeContext, Reject, RestartType
+from ._errors import (
+    ActorAppError,
+    ActorCrashedError,
+    ActorError,
+    ActorStoppedError,
+    AskTimeoutError,
+    MailboxFullError,
+    SystemFailedError,
+    UnknownActorError,
+)
+from ._observe import ActorStats, DeadLetter, DeadLetterReason, Event, EventKind
+from ._supervisor import ONE_FOR_ALL, ONE_FOR_ONE, REST_FOR_ONE, Backoff, Strategy, Supervisor
+from ._system import ActorRef, ActorSystem
+
+PERMANENT = RestartType.PERMANENT
+TRANSIENT = RestartType.TRANSIENT
+TEMPORARY = RestartType.TEMPORARY
+
+__all__ = [
+    "ONE_FOR_ALL",
+    "ONE_FOR_ONE",
+    "PERMANENT",
+    "REST_FOR_ONE",
+    "TEMPORARY",
+    "TRANSIENT",
+    "ActorAppError",
+    "ActorCrashedError",
+    "ActorError",
+    "ActorRef",
+    "ActorStats",
+    "ActorStoppedError",
+    "ActorSystem",
+    "AskTimeoutError",
+    "Backoff",
+    "DeadLetter",
+    "DeadLetterReason",
+    "Event",
+    "EventKind",
+    "MailboxFullError",
+    "NativeActor",
+    "NativeContext",
+    "Reject",
+    "RestartType",
+    "Strategy",
+    "Supervisor",
+    "SystemFailedError",
+    "UnknownActorError",
+]

@@ -1,7 +1,34 @@
-"""Messages between actors: typed payload codecs (envelopes, addresses and
-transports arrive with the actor layer)."""
+"""Messages between actors: envelopes, addresses, the transport, and typed
+payload codecs."""
 
 from ._codec import Codec
+from ._envelope import Envelope, Kind, decode_envelope, encode_envelope
 from ._errors import MessagingError, PayloadDecodeError
+from ._transport import (
+    DeliveryFailure,
+    Endpoint,
+    InProcessTransport,
+    NameTakenError,
+    Registry,
+    Transport,
+    check_name,
+    child_address,
+)
 
-__all__ = ["Codec", "MessagingError", "PayloadDecodeError"]
+__all__ = [
+    "Codec",
+    "DeliveryFailure",
+    "Endpoint",
+    "Envelope",
+    "InProcessTransport",
+    "Kind",
+    "MessagingError",
+    "NameTakenError",
+    "PayloadDecodeError",
+    "Registry",
+    "Transport",
+    "check_name",
+    "child_address",
+    "decode_envelope",
+    "encode_envelope",
+]

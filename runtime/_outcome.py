@@ -114,6 +114,7 @@ class RequestFailure(enum.StrEnum):
     CRASHED = "crashed"
     UNKNOWN_RECIPIENT = "unknown-recipient"
     STOPPED = "stopped"
+    MAILBOX_FULL = "mailbox-full"
 
 
 class RequestError(msgspec.Struct, frozen=True):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from ._errors import StorageError
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Mapping
 
 __all__ = ["MemoryStorage", "SQLiteStorage", "StorageBackend", "Transaction"]
@@ -83,7 +84,7 @@ class SQLiteStorage:
     short and writes are batched one transaction per call.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

@@ -26,7 +26,8 @@ _ENVELOPE = (
 )
 _APP_ERROR = "record { message: string }"
 _REQUEST_ERROR = (
-    "variant { timeout, app-error(string), crashed(string), unknown-recipient(string), stopped(string) }"
+    "variant { timeout, app-error(string), crashed(string), unknown-recipient(string), stopped(string), "
+    "mailbox-full(string) }"
 )
 
 #: Export name -> its WIT signature (parameter names are not part of the ABI).

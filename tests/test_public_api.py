@@ -33,8 +33,21 @@ def test_runtime_public_names() -> None:
 
 def test_messaging_and_actors_public_names() -> None:
     """The other layers export exactly their documented API."""
-    assert sorted(wasmactors.messaging.__all__) == ["Codec", "MessagingError", "PayloadDecodeError"]
-    assert wasmactors.actors.__all__ == []
+    assert sorted(wasmactors.messaging.__all__) == [
+        "Codec", "DeliveryFailure", "Endpoint", "Envelope", "InProcessTransport", "Kind", "MessagingError",
+        "NameTakenError", "PayloadDecodeError", "Registry", "Transport", "check_name", "child_address",
+        "decode_envelope", "encode_envelope",
+    ]  # fmt: skip
+    assert sorted(wasmactors.actors.__all__) == [
+        "ActorAppError", "ActorCrashedError", "ActorError", "ActorRef", "ActorStats", "ActorStoppedError",
+        "ActorSystem", "AskTimeoutError", "Backoff", "DeadLetter", "DeadLetterReason", "Event", "EventKind",
+        "MailboxFullError", "NativeActor", "NativeContext", "ONE_FOR_ALL", "ONE_FOR_ONE", "PERMANENT",
+        "REST_FOR_ONE", "Reject", "RestartType", "Strategy", "Supervisor", "SystemFailedError", "TEMPORARY",
+        "TRANSIENT", "UnknownActorError",
+    ]  # fmt: skip
+    for module in (wasmactors.messaging, wasmactors.actors):
+        for name in module.__all__:
+            assert hasattr(module, name), name
 
 
 def test_root_reexports_the_essentials() -> None:

@@ -1,0 +1,95 @@
+"""A bounded mailbox that lives in the actor cell, not in the instance, so a
+restart keeps what is queued."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+T = TypeVar("T")
+
+__all__ = ["Mailbox"]
+
+
+class Mailbox(Generic[T]):
+    """FIFO with a capacity for senders and one reader (the actor's loop).
+
+    ``put_nowait(..., force=True)`` bypasses the capacity: replies to the
+    actor's own requests must never wait behind a full mailbox (two actors
+    requesting from each other would deadlock); they are bounded by the
+    number of requests the actor made.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"mailbox capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._items: deque[T] = deque()
+        self._readable = anyio.Event()
+        self._writable = anyio.Event()
+        self.closed = False
+        #: Largest depth seen.
+        self.high_water = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: T, *, force: bool = False) -> None:
+        """Append ``item``; ``anyio.WouldBlock`` when full, ``anyio.ClosedResourceError`` when closed."""
+        if self.closed:
+            raise anyio.ClosedResourceError
+        if not force and len(self._items) >= self.capacity:
+            raise anyio.WouldBlock
+        self._items.append(item)
+        self.high_water = max(self.high_water, len(self._items))
+        self._readable.set()
+
+    async def put(self, item: T) -> None:
+        """Append ``item``, waiting for room (backpressure)."""
+        while True:
+            try:
+                self.put_nowait(item)
+            except anyio.WouldBlock:
+                await self._writable.wait()
+            else:
+                await anyio.lowlevel.checkpoint()
+                return
+
+    async def take(self, limit: int) -> list[T]:
+        """Wait for at least one item and return up to ``limit`` of them; ``[]``
+        when closed and empty or when :meth:`wake` was called."""
+        if not self._items and not self.closed:
+            if self._readable.is_set():
+                self._readable = anyio.Event()
+            await self._readable.wait()
+        if self._readable.is_set():
+            self._readable = anyio.Event()
+        batch = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+        if batch:
+            self._writable.set()
+            self._writable = anyio.Event()
+        return batch
+
+    def wake(self) -> None:
+        """Make a waiting :meth:`take` return (with nothing) so the owner can act."""
+        self._readable.set()
+
+    def push_front(self, items: Iterable[T]) -> None:
+        """Put items back at the head, in order (what a crashed turn did not reach)."""
+        self._items.extendleft(reversed(list(items)))
+        if self._items:
+            self._readable.set()
+
+    def close(self) -> list[T]:
+        """Refuse further puts and return what was queued."""
+        self.closed = True
+        left = list(self._items)
+        self._items.clear()
+        self._readable.set()
+        self._writable.set()
+        return left

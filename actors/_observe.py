@@ -1,0 +1,154 @@
+"""What the system lets you watch: per-actor statistics, the event stream and
+dead letters."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import Counter, deque
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import anyio
+import msgspec
+
+from ..messaging import Envelope
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = ["ActorStats", "DeadLetter", "DeadLetterReason", "Event", "EventKind", "StatsRecorder"]
+
+T = TypeVar("T")
+
+
+class DeadLetterReason(enum.StrEnum):
+    """Why a message was not (or could not be) handled."""
+
+    UNKNOWN_RECIPIENT = "unknown-recipient"
+    STOPPED = "stopped"
+    MAILBOX_FULL = "mailbox-full"
+    #: The message's handler crashed; the message is not retried.
+    CRASHED_HANDLER = "crashed-handler"
+    #: A reply arrived after its request had timed out, or for no request.
+    UNEXPECTED_REPLY = "unexpected-reply"
+    #: The payload exceeds the recipient's ``max_payload``.
+    PAYLOAD_TOO_LARGE = "payload-too-large"
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """An undeliverable or unhandled message, with the reason."""
+
+    envelope: Envelope
+    reason: DeadLetterReason
+    #: More about the reason (the crash kind, the mailbox size).
+    detail: str = ""
+
+
+class EventKind(enum.StrEnum):
+    STARTED = "started"
+    CRASHED = "crashed"
+    RESTARTED = "restarted"
+    GAVE_UP = "gave-up"
+    STOPPED = "stopped"
+
+
+class Event(msgspec.Struct, frozen=True):
+    """A lifecycle event of an actor or supervisor."""
+
+    kind: EventKind
+    address: str
+    #: For crashes: the crash kind; for gave-up: the intensity exceeded.
+    detail: str = ""
+    #: For crashes: the wasm backtrace.
+    backtrace: tuple[str, ...] = ()
+
+
+class ActorStats(msgspec.Struct, frozen=True):
+    """A snapshot of one actor's counters."""
+
+    address: str
+    handled: int
+    app_errors: int
+    crashes: dict[str, int]
+    restarts: int
+    fuel: int
+    mailbox_depth: int
+    mailbox_high_water: int
+    #: Handler latency percentiles over the recent window, in seconds.
+    latency_p50: float
+    latency_p99: float
+
+
+class StatsRecorder:
+    """Mutable counters behind :class:`ActorStats`."""
+
+    __slots__ = ("app_errors", "crashes", "fuel", "handled", "latencies", "restarts")
+
+    def __init__(self) -> None:
+        self.handled = 0
+        self.app_errors = 0
+        self.crashes: Counter[str] = Counter()
+        self.restarts = 0
+        self.fuel = 0
+        self.latencies: deque[float] = deque(maxlen=1024)
+
+    def snapshot(self, address: str, depth: int, high_water: int) -> ActorStats:
+        ordered = sorted(self.latencies)
+        return ActorStats(
+            address=address,
+            handled=self.handled,
+            app_errors=self.app_errors,
+            crashes=dict(self.crashes),
+            restarts=self.restarts,
+            fuel=self.fuel,
+            mailbox_depth=depth,
+            mailbox_high_water=high_water,
+            latency_p50=_percentile(ordered, 0.50),
+            latency_p99=_percentile(ordered, 0.99),
+        )
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+class Broadcast(Generic[T]):
+    """Fan-out to subscribers; a slow subscriber loses items rather than
+    slowing the system (its counter of ``missed`` items says so)."""
+
+    def __init__(self, buffer: int = 1024) -> None:
+        self._buffer = buffer
+        self._subscribers: list[MemoryObjectSendStream[T]] = []
+        #: Items dropped because a subscriber's buffer was full.
+        self.missed = 0
+
+    def publish(self, item: T) -> None:
+        for send in list(self._subscribers):
+            try:
+                send.send_nowait(item)
+            except anyio.WouldBlock:
+                self.missed += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.remove(send)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[T]]:
+        send, receive = anyio.create_memory_object_stream[T](self._buffer)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+            send.close()
+
+    def close(self) -> None:
+        for send in self._subscribers:
+            send.close()
+        self._subscribers.clear()
