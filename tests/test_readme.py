@@ -22,6 +22,8 @@ def test_readme_python_snippets_run(tmp_path: Path) -> None:
     try:
         for block in blocks:
             code = block.replace('"state.db"', repr(str(tmp_path / "state.db")))
+            if "anyio.run(main)" in code:
+                tmp_path.joinpath("state.db").unlink(missing_ok=True)
             exec(compile(code, "README.md", "exec"), {})
     finally:
         os.chdir(cwd)

@@ -7,6 +7,7 @@ wasmtime, :mod:`wasmactors.messaging` carries typed payloads, and
 programs need are re-exported here.
 """
 
+from .actors import ActorRef, ActorSystem, Supervisor
 from .messaging import Codec, PayloadDecodeError
 from .runtime import (
     AppError,
@@ -28,6 +29,8 @@ from .runtime import (
 )
 
 __all__ = [
+    "ActorRef",
+    "ActorSystem",
     "AppError",
     "CallResult",
     "Codec",
@@ -45,5 +48,6 @@ __all__ = [
     "PayloadDecodeError",
     "SQLiteStorage",
     "Success",
+    "Supervisor",
     "WasmActorsError",
 ]
