@@ -124,27 +124,31 @@ RESULT_LAYOUT = struct.Struct("<B7x?7xQ")
 OPTION_LAYOUT = struct.Struct("<B7xQ")
 
 
-def read_u64(addr: int) -> int:
-    return int(_Q.unpack(string_at(addr, 8))[0])
-
-
-def read_kind(addr: int) -> int:
-    return string_at(addr, 1)[0]
-
-
 def read_string(val_addr: int) -> bytes:
     """The UTF-8 bytes of a string value at ``val_addr``."""
     size, data = _QQ.unpack(string_at(val_addr + OF, 16))
     return string_at(data, size) if size else b""
 
 
-def read_name(val_addr: int) -> str:
-    """The case name of an enum or variant value."""
-    return read_string(val_addr).decode()
-
-
 def read_pointer(val_addr: int, offset: int = OF) -> int:
-    return read_u64(val_addr + offset)
+    return int(_Q.unpack(string_at(val_addr + offset, 8))[0])
+
+
+def to_guest(data: bytes) -> bytes:
+    """A payload as the UTF-8 of its Latin-1 string (see ``payload`` in the
+    WIT); ASCII passes through without a copy."""
+    return data if data.isascii() else data.decode("latin-1").encode()
+
+
+def from_guest(raw: bytes) -> bytes | None:
+    """The bytes of a guest's payload string; ``None`` if a character is above
+    U+00FF, so it is not a byte string."""
+    if raw.isascii():
+        return raw
+    try:
+        return raw.decode().encode("latin-1")
+    except UnicodeEncodeError:
+        return None
 
 
 def write_string(val_addr: int, data: bytes) -> None:

@@ -140,18 +140,7 @@ def _text(args: int, i: int) -> str:
 
 def _payload(args: int, i: int) -> bytes | None:
     """A payload argument as bytes; ``None`` if it is not a byte string."""
-    raw = abi.read_string(_arg(args, i))
-    if raw.isascii():
-        return raw
-    try:
-        return raw.decode().encode("latin-1")
-    except UnicodeEncodeError:
-        return None
-
-
-def _to_guest(data: bytes) -> bytes:
-    """Bytes to the UTF-8 of their Latin-1 string (ASCII passes through)."""
-    return data if data.isascii() else data.decode("latin-1").encode()
+    return abi.from_guest(abi.read_string(_arg(args, i)))
 
 
 def _err(case: str, detail: str | int | None = None) -> abi.Spec:
@@ -242,7 +231,7 @@ def _storage_op(op: Callable[[CallState, int, str], abi.Spec]) -> Callable[[Call
 @_storage_op
 def _get(s: CallState, args: int, key: str) -> abi.Spec:
     value = s.transaction().get(key)
-    return ("ok", ("option", None if value is None else ("str", _to_guest(value))))
+    return ("ok", ("option", None if value is None else ("str", abi.to_guest(value))))
 
 
 @_storage_op

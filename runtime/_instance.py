@@ -179,7 +179,7 @@ class Instance:
             raise PayloadTooLargeError(
                 f"payload of {len(payload)} bytes exceeds the limit of {self.limits.max_payload}"
             )
-        data = payload if payload.isascii() else payload.decode("latin-1").encode()
+        data = abi.to_guest(payload)
         pstr = self._payload_str
         pstr.size = len(data)
         pstr.data = data
@@ -225,7 +225,7 @@ class Instance:
                 raise PayloadTooLargeError(
                     f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"
                 )
-            data = outcome if outcome.isascii() else outcome.decode("latin-1").encode()
+            data = abi.to_guest(outcome)
             res.is_ok = True
             inner.kind = abi.STRING
             inner.of.str.size = len(data)
@@ -328,14 +328,9 @@ class Instance:
         _, some = abi.OPTION_LAYOUT.unpack(ctypes.string_at(inner, 16))
         if not some:
             return Success(None)
-        raw = abi.read_string(some)
-        if raw.isascii():
-            reply = raw
-        else:
-            try:
-                reply = raw.decode().encode("latin-1")
-            except UnicodeEncodeError:
-                return AppError(_NOT_BYTES)
+        reply = abi.from_guest(abi.read_string(some))
+        if reply is None:
+            return AppError(_NOT_BYTES)
         if len(reply) > self.limits.max_payload:
             return AppError(f"the reply of {len(reply)} bytes exceeds the limit of {self.limits.max_payload}")
         return Success(reply)
