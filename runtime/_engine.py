@@ -108,23 +108,22 @@ class Engine:
         wrong: not wasm, a core module, a mismatch with the `actor` world, or
         imports the host does not provide.
         """
-        if not isinstance(source, bytes | bytearray):
-            path = Path(source)
+        path = None if isinstance(source, bytes | bytearray) else Path(source)
+        compiled = None
+        if path is not None:  # an unchanged file we compiled before: no need to read it
             digest = _component.known_digest(self.cache_dir, path)
-            if digest is not None:
-                compiled = _component.load_artifact(self, digest)
-                if compiled is not None:
-                    _component.validate(self, compiled, name or path.name)
-                    return _component.Component(
-                        self, compiled, name=name or path.stem, digest=digest, cached=True
-                    )
-        data, display = _component.read_source(source, name)
-        _component.sniff(data, display)
-        digest = hashlib.sha256(data).hexdigest()
-        compiled, cached = _component.compile_component(self, data, display, digest)
+            compiled = _component.load_artifact(self, digest) if digest is not None else None
+            display = name or path.name
+            cached = True
+        if compiled is None:
+            data, display = _component.read_source(source, name)
+            _component.sniff(data, display)
+            digest = hashlib.sha256(data).hexdigest()
+            compiled, cached = _component.compile_component(self, data, display, digest)
+            if path is not None:
+                _component.remember_digest(self.cache_dir, path, digest)
+        assert digest is not None
         _component.validate(self, compiled, display)
-        if not isinstance(source, bytes | bytearray):
-            _component.remember_digest(self.cache_dir, Path(source), digest)
         stem = Path(display).stem if not display.startswith("<") else display
         return _component.Component(self, compiled, name=stem, digest=digest, cached=cached)
 

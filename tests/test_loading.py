@@ -152,7 +152,9 @@ def test_a_changed_file_is_recompiled_not_served_stale(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     with Engine(cache_dir=cache) as eng:
         first = eng.load(path)
-        assert eng.load(path).cached
+        again = eng.load(path)
+        assert again.cached
+        assert again.name == first.name == "guest"
         path.write_bytes(wat_guest("app_error"))
         second = eng.load(path)
         assert second.digest != first.digest
