@@ -338,8 +338,7 @@ class ActorSystem:
             mailbox_size=mailbox_size or self.mailbox_size,
             restart=restart,
         )
-        await self._start(supervisor, cell)
-        return ActorRef(self, address)
+        return await self._start(supervisor, cell)
 
     async def spawn_native_in(
         self,
@@ -359,10 +358,9 @@ class ActorSystem:
             mailbox_size=mailbox_size or self.mailbox_size,
             restart=restart,
         )
-        await self._start(supervisor, cell)
-        return ActorRef(self, address)
+        return await self._start(supervisor, cell)
 
-    async def _start(self, supervisor: Supervisor, cell: Cell) -> None:
+    async def _start(self, supervisor: Supervisor, cell: Cell) -> ActorRef:
         self.reserve(cell.address)
         try:
             await cell.start()
@@ -375,6 +373,7 @@ class ActorSystem:
         self.start_soon(self._run_cell, cell)
         cell.scheduled = True
         self.emit(EventKind.STARTED, cell.address)
+        return ActorRef(self, cell.address)
 
     async def _run_cell(self, cell: Cell) -> None:
         try:
