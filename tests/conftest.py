@@ -19,6 +19,9 @@ CACHE = ROOT / "build" / "test-cache"
 
 #: Generous limits for well-behaved calls.
 LIMITS = Limits(memory=64 * MiB, fuel=500_000_000, timeout=5.0)
+#: Actor tests: limits for WAT guests and for Python guests.
+WAT = Limits(memory=4 * MiB, fuel=10**8, timeout=2.0)
+PY = Limits(memory=64 * MiB, fuel=10**10, timeout=2.0)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

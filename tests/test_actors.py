@@ -19,15 +19,14 @@ from wasmactors.actors import (
     UnknownActorError,
 )
 from wasmactors.messaging import Envelope, NameTakenError
-from wasmactors.runtime import Component, CrashKind, Engine, Limits, MemoryStorage, MiB
+from wasmactors.runtime import Component, CrashKind, Engine, MemoryStorage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-pytestmark = pytest.mark.anyio
+from .conftest import PY, WAT
 
-WAT = Limits(memory=4 * MiB, fuel=10**8, timeout=2.0)
-PY = Limits(memory=64 * MiB, fuel=10**10, timeout=2.0)
+pytestmark = pytest.mark.anyio
 
 
 class Gate:

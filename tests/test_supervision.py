@@ -21,17 +21,16 @@ from wasmactors.actors import (
     SystemFailedError,
     UnknownActorError,
 )
-from wasmactors.runtime import Component, Engine, Limits, MemoryStorage, MiB
+from wasmactors.runtime import Component, Engine, MemoryStorage
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from wasmactors.actors import Event
 
-pytestmark = pytest.mark.anyio
+from .conftest import PY, WAT
 
-WAT = Limits(memory=4 * MiB, fuel=10**8, timeout=2.0)
-PY = Limits(memory=64 * MiB, fuel=10**10, timeout=2.0)
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
