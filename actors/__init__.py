@@ -1,7 +1,7 @@
 """The actor layer: components (and Python objects) living as supervised
 actors that exchange messages, on asyncio or trio."""
 
-from ._cell import NativeActor, NativeContext, Reject, RestartType
+from ._cell import NativeActor, NativeContext, NativeSource, Reject, RestartType
 from ._errors import (
     ActorAppError,
     ActorCrashedError,
@@ -14,7 +14,7 @@ from ._errors import (
 )
 from ._observe import ActorStats, DeadLetter, DeadLetterReason, Event, EventKind
 from ._supervisor import ONE_FOR_ALL, ONE_FOR_ONE, REST_FOR_ONE, Backoff, Strategy, Supervisor
-from ._system import ActorRef, ActorSystem
+from ._system import ActorRef, ActorSystem, TypedRef
 
 PERMANENT = RestartType.PERMANENT
 TRANSIENT = RestartType.TRANSIENT
@@ -43,10 +43,12 @@ __all__ = [
     "MailboxFullError",
     "NativeActor",
     "NativeContext",
+    "NativeSource",
     "Reject",
     "RestartType",
     "Strategy",
     "Supervisor",
     "SystemFailedError",
+    "TypedRef",
     "UnknownActorError",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Union
 
 import anyio
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ._supervisor import Supervisor
     from ._system import ActorSystem
 
-__all__ = ["Cell", "ComponentCell", "NativeActor", "NativeCell", "Reject", "RestartType"]
+__all__ = ["Cell", "ComponentCell", "NativeActor", "NativeCell", "NativeSource", "Reject", "RestartType"]
 
 log = logging.getLogger("wasmactors.actors")
 
@@ -66,6 +66,20 @@ class NativeActor(Protocol):
     """A host-native actor: any object with this method."""
 
     async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None: ...
+
+
+#: What ``spawn_native`` takes: a behaviour object, kept across restarts, or a
+#: factory (a class or any other callable without ``handle_message``) called at
+#: start and again at every restart, so a restart begins from fresh state as in OTP.
+NativeSource = Union[NativeActor, "Callable[[], NativeActor]"]
+
+
+def _factory(source: NativeSource) -> Callable[[], NativeActor] | None:
+    if isinstance(source, type) or not hasattr(source, "handle_message"):
+        if not callable(source):
+            raise TypeError(f"{source!r} is neither a native actor (no handle_message) nor a factory")
+        return source
+    return None
 
 
 class NativeContext:
@@ -234,9 +248,11 @@ class Cell:
             return
         self.status = _Status.STOPPED
         self.system.registry.unregister(self.address)
-        for envelope in self.mailbox.close():
-            self.system.undeliverable(envelope, DeadLetterReason.STOPPED, "the actor stopped")
         with anyio.CancelScope(shield=True):
+            for envelope in self.mailbox.close():
+                self.system.undeliverable(envelope, DeadLetterReason.STOPPED, "the actor stopped")
+                # A requester learns now, not at its timeout, that no answer will come.
+                await self.reply(envelope, RequestError(RequestFailure.STOPPED, self.address))
             await self.release()
         self.system.emit(EventKind.STOPPED, self.address)
         self._finished.set()
@@ -441,14 +457,20 @@ class NativeCell(Cell):
         system: ActorSystem,
         address: str,
         supervisor: Supervisor,
-        behaviour: NativeActor,
+        source: NativeSource,
         *,
         mailbox_size: int,
         restart: RestartType,
     ) -> None:
         super().__init__(system, address, supervisor, mailbox_size=mailbox_size, restart=restart)
-        self.behaviour = behaviour
+        self._factory = _factory(source)
+        self.behaviour: NativeActor = self._factory() if self._factory else source  # type: ignore[assignment]
         self.context = NativeContext(system, address)
+
+    async def restart(self) -> None:
+        await super().restart()
+        if self._factory is not None:
+            self.behaviour = self._factory()
 
     async def process(self, batch: list[Envelope]) -> None:
         for i, envelope in enumerate(batch):
@@ -460,13 +482,17 @@ class NativeCell(Cell):
             start = time.perf_counter()
             try:
                 reply = await self.behaviour.handle_message(envelope, self.context)
+            except anyio.get_cancelled_exc_class():
+                # Stopped past the shutdown deadline mid-handler: answer, then go.
+                with anyio.CancelScope(shield=True):
+                    await self.reply(envelope, RequestError(RequestFailure.STOPPED, self.address))
+                    self.mailbox.push_front(batch[i + 1 :])
+                raise
             except Reject as exc:
                 self.stats.handled += 1
                 self.stats.app_errors += 1
                 await self.reply(envelope, RequestError(RequestFailure.APP_ERROR, str(exc)))
                 continue
-            except anyio.get_cancelled_exc_class():
-                raise
             except Exception as exc:  # noqa: BLE001 - a native handler's bug is its crash
                 self.stats.handled += 1
                 crash = Crash(CrashKind.HOST_FAULT, f"{type(exc).__name__}: {exc}")

@@ -137,8 +137,10 @@ class Broadcast(Generic[T]):
                 self._subscribers.remove(send)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[MemoryObjectReceiveStream[T]]:
-        send, receive = anyio.create_memory_object_stream[T](self._buffer)
+    async def subscribe(self, buffer: float | None = None) -> AsyncIterator[MemoryObjectReceiveStream[T]]:
+        """A stream of what is published from now on; ``buffer`` items at most
+        (``math.inf``: unbounded) before this subscriber starts missing some."""
+        send, receive = anyio.create_memory_object_stream[T](self._buffer if buffer is None else buffer)
         self._subscribers.append(send)
         try:
             async with receive:

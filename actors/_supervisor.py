@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import os
 
     from ..runtime import Component, Limits, Manifest
-    from ._cell import NativeActor
+    from ._cell import NativeSource
     from ._system import ActorRef, ActorSystem
 
 __all__ = ["ONE_FOR_ALL", "ONE_FOR_ONE", "REST_FOR_ONE", "Backoff", "Strategy", "Supervisor"]
@@ -144,12 +144,13 @@ class Supervisor:
     async def spawn_native(
         self,
         name: str,
-        behaviour: NativeActor,
+        behaviour: NativeSource,
         *,
         mailbox_size: int | None = None,
         restart: RestartType = RestartType.PERMANENT,
     ) -> ActorRef:
-        """Start a host-native actor (an object with ``async handle_message``) under this supervisor."""
+        """Start a host-native actor under this supervisor (an object or a factory: see
+        :meth:`ActorSystem.spawn_native`)."""
         return await self.system.spawn_native_in(
             self, name, behaviour, mailbox_size=mailbox_size, restart=restart
         )

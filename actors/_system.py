@@ -8,16 +8,18 @@ import os
 from collections import Counter
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
 from ..messaging import (
+    Codec,
     DeliveryFailure,
     Envelope,
     InProcessTransport,
     Kind,
     NameTakenError,
+    PayloadDecodeError,
     Registry,
     Transport,
 )
@@ -33,7 +35,7 @@ from ..runtime import (
     SQLiteStorage,
     StorageBackend,
 )
-from ._cell import Cell, ComponentCell, NativeActor, NativeCell, RestartType
+from ._cell import Cell, ComponentCell, NativeCell, NativeSource, RestartType
 from ._errors import (
     ActorAppError,
     ActorCrashedError,
@@ -53,7 +55,10 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream
 
-__all__ = ["ActorRef", "ActorSystem"]
+__all__ = ["ActorRef", "ActorSystem", "TypedRef"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 log = logging.getLogger("wasmactors.actors")
 
@@ -158,6 +163,51 @@ class ActorRef:
     def stats(self) -> ActorStats:
         """A snapshot of the actor's counters."""
         return self.system.stats(self.address)
+
+    def typed(self, request: Codec[Req], reply: Codec[Resp]) -> TypedRef[Req, Resp]:
+        """This actor with typed messages: values are encoded with ``request``
+        and replies decoded (and validated) with ``reply``::
+
+            counter = ref.typed(Codec(Command), Codec(Total))
+            total = await counter.ask(Add(5), timeout=1.0)  # a Total
+        """
+        return TypedRef(self, request, reply)
+
+
+class TypedRef(Generic[Req, Resp]):
+    """An :class:`ActorRef` that speaks values instead of bytes. Encoding
+    errors raise :class:`~wasmactors.messaging.PayloadEncodeError` before
+    anything is sent; a reply that fails validation raises
+    :class:`~wasmactors.messaging.PayloadDecodeError` naming the actor."""
+
+    __slots__ = ("ref", "reply_codec", "request_codec")
+
+    def __init__(self, ref: ActorRef, request: Codec[Req], reply: Codec[Resp]) -> None:
+        self.ref = ref
+        self.request_codec = request
+        self.reply_codec = reply
+
+    def __repr__(self) -> str:
+        return (
+            f"TypedRef({self.ref.address!r}, {self.request_codec.type_name} -> {self.reply_codec.type_name})"
+        )
+
+    @property
+    def address(self) -> str:
+        return self.ref.address
+
+    async def tell(self, message: Req, *, headers: Sequence[tuple[str, str]] = ()) -> None:
+        await self.ref.tell(self.request_codec.encode(message), headers=headers)
+
+    def tell_nowait(self, message: Req, *, headers: Sequence[tuple[str, str]] = ()) -> None:
+        self.ref.tell_nowait(self.request_codec.encode(message), headers=headers)
+
+    async def ask(self, message: Req, *, timeout: float, headers: Sequence[tuple[str, str]] = ()) -> Resp:
+        payload = await self.ref.ask(self.request_codec.encode(message), timeout=timeout, headers=headers)
+        try:
+            return self.reply_codec.decode(payload)
+        except PayloadDecodeError as exc:
+            raise PayloadDecodeError(f"reply from {self.ref.address}: {exc}") from exc
 
 
 def _raise_for(address: str, failure: DeliveryFailure | None) -> None:
@@ -344,7 +394,7 @@ class ActorSystem:
         self,
         supervisor: Supervisor,
         name: str,
-        behaviour: NativeActor,
+        behaviour: NativeSource,
         *,
         mailbox_size: int | None = None,
         restart: RestartType = RestartType.PERMANENT,
@@ -399,12 +449,13 @@ class ActorSystem:
     async def spawn_native(
         self,
         name: str,
-        behaviour: NativeActor,
+        behaviour: NativeSource,
         *,
         mailbox_size: int | None = None,
         restart: RestartType = RestartType.PERMANENT,
     ) -> ActorRef:
-        """Start a host-native actor (an object with ``async handle_message``) under the root."""
+        """Start a host-native actor under the root: an object with ``async handle_message``
+        (its state survives restarts) or a factory such as its class (a fresh object per restart)."""
         return await self.spawn_native_in(
             self.root, name, behaviour, mailbox_size=mailbox_size, restart=restart
         )
@@ -491,15 +542,19 @@ class ActorSystem:
         log.info("%s %s %s", address, kind, detail, extra={"actor": address})
 
     @asynccontextmanager
-    async def events(self, buffer: int = 1024) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
-        """Subscribe to lifecycle events (started, crashed, restarted, gave-up, stopped)."""
-        async with self._events.subscribe() as stream:
+    async def events(self, buffer: float = 1024) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
+        """Subscribe to lifecycle events (started, crashed, restarted, gave-up,
+        stopped). A subscriber ``buffer`` items behind misses the next ones
+        rather than slowing the system."""
+        async with self._events.subscribe(buffer) as stream:
             yield stream
 
     @asynccontextmanager
-    async def dead_letters(self) -> AsyncIterator[MemoryObjectReceiveStream[DeadLetter]]:
-        """Subscribe to dead letters."""
-        async with self._dead.subscribe() as stream:
+    async def dead_letters(
+        self, buffer: float = 1024
+    ) -> AsyncIterator[MemoryObjectReceiveStream[DeadLetter]]:
+        """Subscribe to dead letters (the counters in :attr:`dead_letter_counts` miss none)."""
+        async with self._dead.subscribe(buffer) as stream:
             yield stream
 
     def stats(self, address: str) -> ActorStats:

@@ -3,7 +3,7 @@ payload codecs."""
 
 from ._codec import Codec
 from ._envelope import Envelope, Kind, decode_envelope, encode_envelope
-from ._errors import MessagingError, PayloadDecodeError
+from ._errors import MessagingError, PayloadDecodeError, PayloadEncodeError
 from ._transport import (
     DeliveryFailure,
     Endpoint,
@@ -25,6 +25,7 @@ __all__ = [
     "MessagingError",
     "NameTakenError",
     "PayloadDecodeError",
+    "PayloadEncodeError",
     "Registry",
     "Transport",
     "check_name",

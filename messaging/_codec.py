@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Generic, Literal, TypeVar
 
 import msgspec
 
-from ._errors import PayloadDecodeError
+from ._errors import PayloadDecodeError, PayloadEncodeError
 
 __all__ = ["Codec"]
 
@@ -39,19 +41,41 @@ class Codec(Generic[T]):
             self._decoder = msgspec.msgpack.Decoder(type)
         else:
             raise ValueError(f"unknown payload format {format!r}; use 'json' or 'msgpack'")
+        self._classes = _classes(type)
 
     def encode(self, value: T) -> bytes:
-        """The payload bytes for ``value``."""
-        return self._encoder.encode(value)
+        """The payload bytes for ``value``; :class:`PayloadEncodeError` if it is
+        not of the codec's type (checked for classes and unions of classes)."""
+        if self._classes and not isinstance(value, self._classes):
+            raise PayloadEncodeError(f"expected {self.type_name}, got {type(value).__name__}")
+        try:
+            return self._encoder.encode(value)
+        except (msgspec.EncodeError, TypeError) as exc:
+            raise PayloadEncodeError(f"cannot encode {type(value).__name__} as {self.format}: {exc}") from exc
 
     def decode(self, payload: bytes) -> T:
         """The value in ``payload``; :class:`PayloadDecodeError` if it is malformed or invalid."""
         try:
             return self._decoder.decode(payload)
         except msgspec.ValidationError as exc:
-            raise PayloadDecodeError(f"invalid {self._name()} payload: {exc}") from exc
+            raise PayloadDecodeError(f"invalid {self.type_name} payload: {exc}") from exc
         except msgspec.DecodeError as exc:
-            raise PayloadDecodeError(f"malformed {self.format} payload for {self._name()}: {exc}") from exc
+            raise PayloadDecodeError(f"malformed {self.format} payload for {self.type_name}: {exc}") from exc
 
-    def _name(self) -> str:
+    @property
+    def type_name(self) -> str:
+        """The name of the codec's type, for messages."""
         return getattr(self.type, "__name__", repr(self.type))
+
+
+def _classes(tp: object) -> tuple[type, ...]:
+    """The classes a value of ``tp`` must be an instance of: user classes
+    (Structs, dataclasses, enums) and unions of them. ``()`` means unchecked:
+    builtins (msgspec accepts an int for a float), generics, literals."""
+    if isinstance(tp, type) and typing.get_origin(tp) is None:
+        return () if tp.__module__ == "builtins" else (tp,)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [_classes(arg) for arg in typing.get_args(tp)]
+        if all(members):
+            return tuple(c for m in members for c in m)
+    return ()

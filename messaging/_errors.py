@@ -2,14 +2,15 @@
 
 WasmActorsError
 └── MessagingError
-    └── PayloadDecodeError   a payload is malformed or fails validation (also ValueError)
+    ├── PayloadDecodeError   a payload is malformed or fails validation (also ValueError)
+    └── PayloadEncodeError   a value is not of the codec's type or cannot be encoded (also TypeError)
 """
 
 from __future__ import annotations
 
 from ..runtime._errors import WasmActorsError
 
-__all__ = ["MessagingError", "PayloadDecodeError"]
+__all__ = ["MessagingError", "PayloadDecodeError", "PayloadEncodeError"]
 
 
 class MessagingError(WasmActorsError):
@@ -18,3 +19,7 @@ class MessagingError(WasmActorsError):
 
 class PayloadDecodeError(MessagingError, ValueError):
     """A payload could not be decoded into the expected type."""
+
+
+class PayloadEncodeError(MessagingError, TypeError):
+    """A value is not of the codec's type, or cannot be encoded."""

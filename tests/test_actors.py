@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import anyio
+import msgspec
 import pytest
 
 from wasmactors.actors import (
@@ -18,7 +19,7 @@ from wasmactors.actors import (
     NativeContext,
     UnknownActorError,
 )
-from wasmactors.messaging import Envelope, NameTakenError
+from wasmactors.messaging import Codec, Envelope, NameTakenError, PayloadDecodeError, PayloadEncodeError
 from wasmactors.runtime import Component, CrashKind, Engine, MemoryStorage
 
 if TYPE_CHECKING:
@@ -55,7 +56,9 @@ class Collector:
 
 @pytest.fixture
 async def system(engine: Engine) -> ActorSystem:
-    async with ActorSystem(engine=engine, storage=MemoryStorage(), push_timeout=0.2) as sys:
+    async with ActorSystem(
+        engine=engine, storage=MemoryStorage(), push_timeout=0.2, shutdown_timeout=0.5
+    ) as sys:
         yield sys  # type: ignore[misc]
 
 
@@ -258,3 +261,124 @@ async def test_shutdown_drains_mailboxes(engine: Engine, wat: Mapping[str, Compo
         for i in range(50):
             ref.tell_nowait(str(i).encode())
     assert len(sink.seen) == 50
+
+
+async def test_recipient_gone_at_delivery_time(system: ActorSystem, kitchen: Component) -> None:
+    """A guest's send checked at call time whose recipient stops before delivery is a dead letter."""
+    await system.spawn_native("sink", Collector())
+    k = await system.spawn("k", kitchen, limits=PY)
+    async with system.dead_letters() as dead:
+        # One turn: the send is buffered, then the busy wait holds the turn
+        # while the recipient stops; delivery happens after the turn.
+        k.tell_nowait(b"send sink hello")
+        k.tell_nowait(b"busy 300")
+        await anyio.sleep(0.05)
+        await system.stop("sink")
+        with anyio.fail_after(5):
+            letter = await dead.receive()
+    assert letter.reason is DeadLetterReason.UNKNOWN_RECIPIENT
+    assert (letter.envelope.sender, letter.envelope.payload) == ("k", b"hello")
+
+
+async def test_requests_queued_at_a_stopping_actor_are_answered(engine: Engine) -> None:
+    """Stopping an actor answers the requests still in its mailbox (and the one
+    cut off mid-handler) with `stopped`, rather than leaving askers to time out."""
+    async with ActorSystem(engine=engine, shutdown_timeout=0.1) as system:
+        gate = await system.spawn_native("gate", Gate())
+        errors: list[type[Exception]] = []
+
+        async def ask() -> None:
+            try:
+                await gate.ask(b"x", timeout=5)
+            except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+                errors.append(type(exc))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)  # taken by the loop, blocked in the handler
+            tg.start_soon(ask)  # queued
+            await anyio.wait_all_tasks_blocked()
+            with anyio.fail_after(2):
+                await system.stop(gate)
+        assert errors == [ActorStoppedError, ActorStoppedError]
+
+
+async def test_guest_request_to_a_stopped_callee(system: ActorSystem, kitchen: Component) -> None:
+    """A guest's request whose callee stops before answering gets a `stopped` callback."""
+    await system.spawn_native("gate", Gate())
+    probe = Probe(expected=1)
+    await system.spawn_native("probe", probe)
+    k = await system.spawn("k", kitchen, limits=PY)
+    assert await k.ask(b"request gate 10000 ping", timeout=5) == b"1"
+    await system.stop("gate")
+    with anyio.fail_after(5):
+        await probe.done.wait()
+    assert probe.seen == [b"1 err RequestError_Stopped:gate"]
+
+
+class Tally:
+    """A native actor with in-memory state that crashes on `boom`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None:
+        if envelope.payload == b"boom":
+            raise RuntimeError("boom")
+        self.count += 1
+        return str(self.count).encode()
+
+
+async def test_native_actor_restarts_from_its_factory(system: ActorSystem) -> None:
+    """Spawned from a factory (its class), a native actor restarts with fresh state;
+    spawned from an object, the object (and its state) is kept."""
+    fresh = await system.spawn_native("fresh", Tally)
+    kept = await system.spawn_native("kept", Tally())
+    for ref in (fresh, kept):
+        await ref.ask(b"+", timeout=5)
+        with pytest.raises(ActorCrashedError) as crash:
+            await ref.ask(b"boom", timeout=5)
+        assert crash.value.kind is CrashKind.HOST_FAULT
+    assert await fresh.ask(b"+", timeout=5) == b"1"
+    assert await kept.ask(b"+", timeout=5) == b"2"
+    assert fresh.stats().restarts == 1
+
+
+class Add(msgspec.Struct, tag=True):
+    amount: int
+
+
+class Total(msgspec.Struct):
+    total: int
+
+
+async def test_typed_refs_encode_and_validate(system: ActorSystem, wat: Mapping[str, Component]) -> None:
+    """A typed ref encodes values, decodes replies, and reports validation errors as such."""
+    echo = await system.spawn("echo", wat["echo"], limits=WAT)
+    same = echo.typed(Codec(Add), Codec(Add))
+    assert await same.ask(Add(5), timeout=5) == Add(5)
+    with pytest.raises(PayloadEncodeError, match="expected Add, got Total"):
+        await same.tell(Total(1))  # type: ignore[arg-type]
+    mismatched = echo.typed(Codec(Add), Codec(Total))
+    with pytest.raises(PayloadDecodeError, match="reply from echo: invalid Total payload"):
+        await mismatched.ask(Add(5), timeout=5)
+    assert echo.stats().handled == 2  # the badly typed tell never left
+
+
+async def test_answer_to_a_request_reaches_the_restarted_requester(
+    system: ActorSystem, kitchen: Component
+) -> None:
+    """Request ids belong to the cell: an answer that arrives after the requester
+    crashed and restarted is handed to the new instance as its callback."""
+    gate = Gate()
+    await system.spawn_native("gate", gate)
+    probe = Probe(expected=1)
+    await system.spawn_native("probe", probe)
+    k = await system.spawn("k", kitchen, limits=PY)
+    assert await k.ask(b"request gate 10000 ping", timeout=5) == b"1"
+    with pytest.raises(ActorCrashedError):
+        await k.ask(b"raise", timeout=5)
+    gate.open.set()
+    with anyio.fail_after(5):
+        await probe.done.wait()
+    assert probe.seen == [b"1 ok seen ping"]
+    assert k.stats().restarts == 1

@@ -80,6 +80,11 @@ def run(command: str, args: list[str], msg: types.Envelope) -> str | None:
     if command == "spin":
         while True:
             pass
+    if command == "busy":  # a finite busy wait of N milliseconds
+        end = time.monotonic() + int(args[0]) / 1000
+        while time.monotonic() < end:
+            pass
+        return "done"
     if command == "alloc":
         hog = bytearray(int(args[0]) * 1024 * 1024)
         return str(len(hog))
