@@ -56,7 +56,7 @@ $(VENV)/.installed-bench: $(STAMP)
 	@touch $@
 
 bench: $(VENV)/.installed-bench guests
-	$(BIN)/python -m benchmarks.runtime --json benchmarks/results/runtime.json
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf build $(VENV) examples/*/build tests/guests/*/build

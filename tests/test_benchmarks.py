@@ -1,18 +1,45 @@
-"""The benchmark scripts run (tiny counts), so they cannot rot. They report; nothing here times anything."""
+"""The benchmark suite runs (tiny counts), so it cannot rot. It reports; nothing here checks a timing."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
-from benchmarks import runtime
+from benchmarks import report
+from benchmarks.__main__ import SCENARIOS, main
+
+from .conftest import CACHE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pytest
 
 
-def test_runtime_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
-    """`python -m benchmarks.runtime --quick` completes and reports every section."""
-    assert runtime.main(["--quick"]) == 0
-    out = capsys.readouterr().out
-    for section in ("load (ms)", "instantiate (ms)", "payload 16 B", "payload 4096 B", "wasmactors_wat"):
-        assert section in out
+def test_every_scenario_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m benchmarks --quick` runs every scenario, prints every table and judges the bars."""
+    out_json = tmp_path / "latest.json"
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        f"# Benchmarks\n\nhand-written intro\n\n{report.START}\nold\n{report.END}\n\nhand-written notes\n"
+    )
+    assert main(["--quick", "--json", str(out_json), "--docs", str(docs)], cache_dir=CACHE) == 0
+    results = json.loads(out_json.read_text())
+    assert set(SCENARIOS) <= set(results)
+    printed = capsys.readouterr().out
+    for title in (
+        "round trip",
+        "One actor",
+        "Pipeline",
+        "Fan-out",
+        "An actor's life",
+        "cost of the limits",
+        "bars:",
+    ):
+        assert title in printed
+    text = docs.read_text()
+    assert "hand-written intro" in text
+    assert "hand-written notes" in text
+    assert "\nold\n" not in text
+    assert "### The bars" in text
+    assert (tmp_path / "benchmarks" / "calls.png").stat().st_size > 0 or "![" not in text
