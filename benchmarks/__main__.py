@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None, *, cache_dir: Path | None = None) -> int
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="measure nothing: redo the report from saved results"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny counts, to check that everything runs")
     parser.add_argument(
         "--only", default=",".join(SCENARIOS), help="comma-separated scenarios (default: all)"
@@ -75,6 +78,11 @@ def main(argv: list[str] | None = None, *, cache_dir: Path | None = None) -> int
     unknown = [s for s in only if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    if args.render:
+        results = json.loads(args.render.read_text())
+        report.update_docs(results, args.docs or ROOT / "docs" / "benchmarks.md")
+        print(report.text(results))
+        return 0
     results = run(only, quick=args.quick, cache_dir=cache_dir)
     print(report.text(results))
     json_path = args.json or (None if args.quick else ROOT / "benchmarks" / "results" / "latest.json")
