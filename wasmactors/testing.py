@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectReceiveStream
 
-    from .actors import ActorRef, NativeContext, RestartType
+    from .actors import NativeContext
     from .messaging import Envelope
-    from .runtime import Component, Engine, Limits, Manifest, StorageBackend
+    from .runtime import Engine, StorageBackend
 
 __all__ = ["ActorTestKit", "EventKind", "GuestLog", "Probe", "Reject", "open_test_system"]
 
@@ -117,23 +117,10 @@ class ActorTestKit:
         self._events: list[Event] = []
         self._dead: list[DeadLetter] = []
         self._consumed: set[int] = set()
+        #: Spawn a component actor under the root: :meth:`ActorSystem.spawn`.
+        self.spawn = system.spawn
 
     # -- spawning -----------------------------------------------------------------
-
-    async def spawn(
-        self,
-        name: str,
-        source: Manifest | Component | str | os.PathLike[str],
-        *,
-        limits: Limits | None = None,
-        mailbox_size: int | None = None,
-        restart: RestartType | None = None,
-    ) -> ActorRef:
-        """Spawn a component actor under the root (see :meth:`ActorSystem.spawn`)."""
-        options: dict[str, Any] = {"limits": limits, "mailbox_size": mailbox_size}
-        if restart is not None:
-            options["restart"] = restart
-        return await self.system.spawn(name, source, **options)
 
     async def probe(self, name: str, reply: bytes | Callable[[Envelope], bytes] = b"") -> Probe:
         """Spawn a :class:`Probe` at ``name`` and return it."""
