@@ -15,6 +15,7 @@ from ._errors import (
 from ._observe import ActorStats, DeadLetter, DeadLetterReason, Event, EventKind
 from ._supervisor import ONE_FOR_ALL, ONE_FOR_ONE, REST_FOR_ONE, Backoff, Strategy, Supervisor
 from ._system import ActorRef, ActorSystem, TypedRef
+from ._topology import Topology, TopologyError
 
 PERMANENT = RestartType.PERMANENT
 TRANSIENT = RestartType.TRANSIENT
@@ -49,6 +50,8 @@ __all__ = [
     "Strategy",
     "Supervisor",
     "SystemFailedError",
+    "Topology",
+    "TopologyError",
     "TypedRef",
     "UnknownActorError",
 ]

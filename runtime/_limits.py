@@ -140,7 +140,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         try:
             data = msgspec.toml.decode(text, type=_ManifestFile)
         except msgspec.ValidationError as exc:
-            raise ManifestError(f"{where}: {_explain(str(exc))}") from exc
+            raise ManifestError(f"{where}: {explain_validation(str(exc))}") from exc
         except msgspec.DecodeError as exc:
             raise ManifestError(f"{where}: not valid TOML: {exc}") from exc
         lim = data.limits
@@ -164,7 +164,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         return cls(name=name, component=component, limits=limits, description=data.description, source=source)
 
 
-def _explain(message: str) -> str:
+def explain_validation(message: str) -> str:
     """Turn msgspec's ``... - at `$.limits.fuel` `` into ``key `limits.fuel`: ...``."""
     text, sep, where = message.rpartition(" - at `$")
     if not sep:

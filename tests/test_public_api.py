@@ -44,7 +44,7 @@ def test_messaging_and_actors_public_names() -> None:
         "ActorSystem", "AskTimeoutError", "Backoff", "DeadLetter", "DeadLetterReason", "Event", "EventKind",
         "MailboxFullError", "NativeActor", "NativeContext", "NativeSource", "ONE_FOR_ALL", "ONE_FOR_ONE",
         "PERMANENT", "REST_FOR_ONE", "Reject", "RestartType", "Strategy", "Supervisor", "SystemFailedError",
-        "TEMPORARY", "TRANSIENT", "TypedRef", "UnknownActorError",
+        "TEMPORARY", "TRANSIENT", "Topology", "TopologyError", "TypedRef", "UnknownActorError",
     ]  # fmt: skip
     assert sorted(wasmactors.testing.__all__) == [
         "ActorTestKit", "EventKind", "GuestLog", "Probe", "Reject", "open_test_system",

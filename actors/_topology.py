@@ -1,0 +1,328 @@
+"""Topology files: a supervision tree, its actors and the messages to send
+once it is up, declared in TOML and decoded with msgspec::
+
+    # topology.toml
+    strategy = "one-for-one"          # the root supervisor
+    max-restarts = 3
+    within = 5.0
+
+    [[child]]
+    type = "supervisor"
+    name = "workers"
+    strategy = "one-for-all"
+
+      [[child.child]]
+      type = "actor"
+      name = "counter"
+      component = "counter/component.toml"   # a manifest (or a .wasm with [limits])
+      mailbox-size = 256
+      [child.child.limits]                   # overrides the manifest's
+      fuel = 10_000_000
+
+    [[message]]
+    to = "workers/counter"
+    payload = "add 5"
+
+Paths are relative to the topology file. Every mistake (an unknown key, a
+wrong type, a missing limit, a component file that does not exist, two
+children with one name) raises :class:`TopologyError` naming the file, the
+key and what was expected, before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal, Union
+
+import msgspec
+
+from ..messaging import check_name, child_address
+from ..runtime import Limits, Manifest, ManifestError, parse_size
+from ..runtime._limits import explain_validation
+from ._cell import RestartType
+from ._errors import ActorError
+from ._supervisor import Backoff, Strategy
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+    from ._system import ActorSystem
+
+__all__ = ["Topology", "TopologyError"]
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class TopologyError(ActorError, ValueError):
+    """A topology file is malformed or inconsistent."""
+
+
+class _Limits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
+    memory: int | str | None = None
+    fuel: Positive | None = None
+    timeout_ms: Positive | None = None
+    max_payload: int | str | None = None
+    max_outbox: Positive | None = None
+
+
+class _Backoff(msgspec.Struct, forbid_unknown_fields=True):
+    initial: Seconds = 0.01
+    maximum: Seconds = 1.0
+    factor: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+
+
+class _Actor(msgspec.Struct, tag="actor", tag_field="type", forbid_unknown_fields=True, rename="kebab"):
+    name: str
+    component: str
+    limits: _Limits | None = None
+    mailbox_size: Positive | None = None
+    restart: Literal["permanent", "transient", "temporary"] = "permanent"
+
+
+class _Supervisor(
+    msgspec.Struct, tag="supervisor", tag_field="type", forbid_unknown_fields=True, rename="kebab"
+):
+    name: str
+    strategy: Literal["one-for-one", "one-for-all", "rest-for-one"] = "one-for-one"
+    max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 3
+    within: Seconds = 5.0
+    backoff: _Backoff | None = None
+    restart: Literal["permanent", "transient", "temporary"] = "permanent"
+    child: list[Union[_Actor, _Supervisor]] = []  # noqa: UP007 - msgspec needs Union for the recursive type
+
+
+class _File(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
+    strategy: Literal["one-for-one", "one-for-all", "rest-for-one"] = "one-for-one"
+    max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 3
+    within: Seconds = 5.0
+    child: list[Union[_Actor, _Supervisor]] = []  # noqa: UP007
+    message: list[_Message] = []
+
+
+class _Message(msgspec.Struct, forbid_unknown_fields=True):
+    to: str
+    payload: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorNode:
+    """A component actor of the tree, resolved: its manifest and final limits."""
+
+    name: str
+    manifest: Manifest
+    limits: Limits
+    mailbox_size: int | None
+    restart: RestartType
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisorNode:
+    name: str
+    strategy: Strategy
+    max_restarts: int
+    within: float
+    backoff: Backoff | None
+    restart: RestartType
+    children: tuple[ActorNode | SupervisorNode, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """A validated topology: the root's intensity, the tree and the initial messages."""
+
+    source: Path
+    strategy: Strategy
+    max_restarts: int
+    within: float
+    children: tuple[ActorNode | SupervisorNode, ...]
+    #: (address, payload) pairs sent once the tree is up, in order.
+    messages: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Topology:
+        """Read and validate a topology file (and the manifests it names)."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise TopologyError(f"{path}: cannot read topology: {exc.strerror}") from exc
+        try:
+            data = msgspec.toml.decode(raw, type=_File)
+        except msgspec.ValidationError as exc:
+            raise TopologyError(f"{path}: {explain_validation(str(exc))}") from exc
+        except msgspec.DecodeError as exc:
+            raise TopologyError(f"{path}: not valid TOML: {exc}") from exc
+        resolver = _Resolver(path)
+        children = resolver.children(data.child, None, "child")
+        messages = []
+        for i, message in enumerate(data.message):
+            if message.to not in resolver.addresses:
+                known = ", ".join(sorted(resolver.addresses)) or "none"
+                raise TopologyError(
+                    f"{path}: key `message[{i}].to`: no actor {message.to!r} in this topology "
+                    f"(actors: {known})"
+                )
+            messages.append((message.to, message.payload.encode()))
+        return cls(
+            source=path,
+            strategy=Strategy(data.strategy),
+            max_restarts=data.max_restarts,
+            within=data.within,
+            children=children,
+            messages=tuple(messages),
+        )
+
+    def actors(self) -> list[str]:
+        """Every component actor's address, in start order."""
+        out: list[str] = []
+
+        def walk(nodes: tuple[ActorNode | SupervisorNode, ...], parent: str | None) -> None:
+            for node in nodes:
+                address = child_address(parent, node.name)
+                if isinstance(node, SupervisorNode):
+                    walk(node.children, address)
+                else:
+                    out.append(address)
+
+        walk(self.children, None)
+        return out
+
+    async def start(self, system: ActorSystem) -> None:
+        """Spawn the tree under ``system``'s root, in file order, then send the
+        initial messages. The root's strategy and intensity come from the file."""
+        root = system.root
+        root.strategy, root.max_restarts, root.within = self.strategy, self.max_restarts, self.within
+        await _spawn(root, self.children)
+        for to, payload in self.messages:
+            await system.ref(to).tell(payload)
+
+
+async def _spawn(parent: Supervisor, nodes: tuple[ActorNode | SupervisorNode, ...]) -> None:
+    for node in nodes:
+        if isinstance(node, SupervisorNode):
+            sup = await parent.spawn_supervisor(
+                node.name,
+                strategy=node.strategy,
+                max_restarts=node.max_restarts,
+                within=node.within,
+                backoff=node.backoff,
+                restart=node.restart,
+            )
+            await _spawn(sup, node.children)
+        else:
+            await parent.spawn(
+                node.name,
+                node.manifest,
+                limits=node.limits,
+                mailbox_size=node.mailbox_size,
+                restart=node.restart,
+            )
+
+
+class _Resolver:
+    """Checks names and component paths, and merges limit overrides."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.addresses: set[str] = set()
+
+    def fail(self, key: str, message: str) -> TopologyError:
+        return TopologyError(f"{self.source}: key `{key}`: {message}")
+
+    def children(
+        self, specs: list[_Actor | _Supervisor], parent: str | None, key: str
+    ) -> tuple[ActorNode | SupervisorNode, ...]:
+        seen: set[str] = set()
+        out: list[ActorNode | SupervisorNode] = []
+        for i, spec in enumerate(specs):
+            here = f"{key}[{i}]"
+            try:
+                check_name(spec.name)
+            except ValueError as exc:
+                raise self.fail(f"{here}.name", str(exc)) from None
+            if spec.name in seen:
+                raise self.fail(
+                    f"{here}.name", f"a second child named {spec.name!r} under the same supervisor"
+                )
+            seen.add(spec.name)
+            address = child_address(parent, spec.name)
+            if isinstance(spec, _Supervisor):
+                out.append(
+                    SupervisorNode(
+                        name=spec.name,
+                        strategy=Strategy(spec.strategy),
+                        max_restarts=spec.max_restarts,
+                        within=spec.within,
+                        backoff=Backoff(spec.backoff.initial, spec.backoff.maximum, spec.backoff.factor)
+                        if spec.backoff
+                        else None,
+                        restart=RestartType(spec.restart),
+                        children=self.children(spec.child, address, f"{here}.child"),
+                    )
+                )
+            else:
+                self.addresses.add(address)
+                manifest = self.manifest(spec, here)
+                out.append(
+                    ActorNode(
+                        name=spec.name,
+                        manifest=manifest,
+                        limits=self.limits(manifest.limits, spec.limits, here),
+                        mailbox_size=spec.mailbox_size,
+                        restart=RestartType(spec.restart),
+                    )
+                )
+        return tuple(out)
+
+    def manifest(self, spec: _Actor, here: str) -> Manifest:
+        path = (self.source.parent / spec.component).resolve()
+        if not path.exists():
+            raise self.fail(f"{here}.component", f"no such file: {path}")
+        if path.suffix == ".toml":
+            try:
+                return Manifest.load(path)
+            except ManifestError as exc:
+                raise self.fail(f"{here}.component", str(exc)) from None
+        # A bare component: every required limit must be in the topology.
+        lim = spec.limits or _Limits()
+        missing = [
+            k
+            for k, v in (("memory", lim.memory), ("fuel", lim.fuel), ("timeout-ms", lim.timeout_ms))
+            if v is None
+        ]
+        if missing:
+            raise self.fail(
+                f"{here}.limits",
+                f"{spec.component} is a bare component, so the topology must set {', '.join(missing)} "
+                "(or point `component` at its component.toml)",
+            )
+        try:
+            limits = Limits(
+                memory=parse_size(lim.memory or 0), fuel=lim.fuel or 0, timeout=(lim.timeout_ms or 0) / 1000
+            )
+        except ValueError as exc:
+            raise self.fail(f"{here}.limits", str(exc)) from None
+        return Manifest(name=spec.name, component=path, limits=limits)
+
+    def limits(self, base: Limits, override: _Limits | None, here: str) -> Limits:
+        if override is None:
+            return base
+        changes: dict[str, object] = {}
+        if override.memory is not None:
+            changes["memory"] = override.memory
+        if override.fuel is not None:
+            changes["fuel"] = override.fuel
+        if override.timeout_ms is not None:
+            changes["timeout"] = override.timeout_ms / 1000
+        if override.max_payload is not None:
+            changes["max_payload"] = override.max_payload
+        if override.max_outbox is not None:
+            changes["max_outbox"] = override.max_outbox
+        try:
+            for key in ("memory", "max_payload"):
+                if key in changes:
+                    changes[key] = parse_size(changes[key])  # type: ignore[arg-type]
+            return Limits(**{**msgspec.structs.asdict(base), **changes})  # validated again
+        except ValueError as exc:
+            raise self.fail(f"{here}.limits", str(exc)) from None
