@@ -11,7 +11,7 @@ import msgspec
 
 from ..messaging import child_address
 from ..runtime import WasmActorsError
-from ._cell import Cell, RestartType
+from ._cell import Cell, ComponentCell, NativeCell, RestartType
 from ._errors import SystemFailedError
 from ._observe import EventKind
 
@@ -137,9 +137,21 @@ class Supervisor:
         restart: RestartType = RestartType.PERMANENT,
     ) -> ActorRef:
         """Start a component actor under this supervisor; ``limits`` override the manifest's."""
-        return await self.system.spawn_in(
-            self, name, source, limits=limits, mailbox_size=mailbox_size, restart=restart
+        system = self.system
+        component, declared = await system.load(source)
+        chosen = limits or declared
+        if chosen is None:
+            raise ValueError(f"{name}: give limits=Limits(...) or spawn from a Manifest that declares them")
+        cell = ComponentCell(
+            system,
+            self.child_address(name),
+            self,
+            component,
+            chosen,
+            mailbox_size=mailbox_size or system.mailbox_size,
+            restart=restart,
         )
+        return await system.start_cell(self, cell)
 
     async def spawn_native(
         self,
@@ -151,9 +163,16 @@ class Supervisor:
     ) -> ActorRef:
         """Start a host-native actor under this supervisor (an object or a factory: see
         :meth:`ActorSystem.spawn_native`)."""
-        return await self.system.spawn_native_in(
-            self, name, behaviour, mailbox_size=mailbox_size, restart=restart
+        system = self.system
+        cell = NativeCell(
+            system,
+            self.child_address(name),
+            self,
+            behaviour,
+            mailbox_size=mailbox_size or system.mailbox_size,
+            restart=restart,
         )
+        return await system.start_cell(self, cell)
 
     # -- failure handling -----------------------------------------------------
 

@@ -35,7 +35,7 @@ from ..runtime import (
     SQLiteStorage,
     StorageBackend,
 )
-from ._cell import Cell, ComponentCell, NativeCell, NativeSource, RestartType
+from ._cell import Cell, ComponentCell, NativeSource, RestartType
 from ._errors import (
     ActorAppError,
     ActorCrashedError,
@@ -364,53 +364,8 @@ class ActorSystem:
             self._components[path] = component
         return component, manifest.limits if manifest else None
 
-    async def spawn_in(
-        self,
-        supervisor: Supervisor,
-        name: str,
-        source: Manifest | Component | str | os.PathLike[str],
-        *,
-        limits: Limits | None = None,
-        mailbox_size: int | None = None,
-        restart: RestartType = RestartType.PERMANENT,
-    ) -> ActorRef:
-        component, declared = await self.load(source)
-        chosen = limits or declared
-        if chosen is None:
-            raise ValueError(f"{name}: give limits=Limits(...) or spawn from a Manifest that declares them")
-        address = supervisor.child_address(name)
-        cell = ComponentCell(
-            self,
-            address,
-            supervisor,
-            component,
-            chosen,
-            mailbox_size=mailbox_size or self.mailbox_size,
-            restart=restart,
-        )
-        return await self._start(supervisor, cell)
-
-    async def spawn_native_in(
-        self,
-        supervisor: Supervisor,
-        name: str,
-        behaviour: NativeSource,
-        *,
-        mailbox_size: int | None = None,
-        restart: RestartType = RestartType.PERMANENT,
-    ) -> ActorRef:
-        address = supervisor.child_address(name)
-        cell = NativeCell(
-            self,
-            address,
-            supervisor,
-            behaviour,
-            mailbox_size=mailbox_size or self.mailbox_size,
-            restart=restart,
-        )
-        return await self._start(supervisor, cell)
-
-    async def _start(self, supervisor: Supervisor, cell: Cell) -> ActorRef:
+    async def start_cell(self, supervisor: Supervisor, cell: Cell) -> ActorRef:
+        """Register a new child cell under ``supervisor`` and start its loop."""
         self.reserve(cell.address)
         try:
             await cell.start()
@@ -442,9 +397,7 @@ class ActorSystem:
         restart: RestartType = RestartType.PERMANENT,
     ) -> ActorRef:
         """Start a component actor under the root supervisor."""
-        return await self.spawn_in(
-            self.root, name, source, limits=limits, mailbox_size=mailbox_size, restart=restart
-        )
+        return await self.root.spawn(name, source, limits=limits, mailbox_size=mailbox_size, restart=restart)
 
     async def spawn_native(
         self,
@@ -456,9 +409,7 @@ class ActorSystem:
     ) -> ActorRef:
         """Start a host-native actor under the root: an object with ``async handle_message``
         (its state survives restarts) or a factory such as its class (a fresh object per restart)."""
-        return await self.spawn_native_in(
-            self.root, name, behaviour, mailbox_size=mailbox_size, restart=restart
-        )
+        return await self.root.spawn_native(name, behaviour, mailbox_size=mailbox_size, restart=restart)
 
     async def spawn_supervisor(
         self,
