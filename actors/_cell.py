@@ -269,22 +269,15 @@ class Cell:
         """Answer a request envelope to its sender."""
         if request.kind is not Kind.REQUEST or request.sender is None:
             return
-        if isinstance(outcome, RequestError):
-            answer = Envelope(
-                recipient=request.sender,
-                kind=Kind.REPLY,
-                sender=self.address,
-                correlation_id=request.correlation_id,
-                error=outcome,
-            )
-        else:
-            answer = Envelope(
-                recipient=request.sender,
-                kind=Kind.REPLY,
-                sender=self.address,
-                correlation_id=request.correlation_id,
-                payload=outcome,
-            )
+        payload, error = (b"", outcome) if isinstance(outcome, RequestError) else (outcome, None)
+        answer = Envelope(
+            recipient=request.sender,
+            kind=Kind.REPLY,
+            sender=self.address,
+            correlation_id=request.correlation_id,
+            payload=payload,
+            error=error,
+        )
         failure = self.system.transport.send_nowait(answer)
         if failure is not None:
             self.system.undeliverable(answer, DeadLetterReason(failure.value), "the requester is gone")
