@@ -39,7 +39,7 @@ import msgspec
 
 from ..messaging import check_name, child_address
 from ..runtime import Limits, Manifest, ManifestError, parse_size
-from ..runtime._limits import explain_validation
+from ..runtime._limits import decode_toml
 from ._cell import RestartType
 from ._errors import ActorError
 from ._supervisor import Backoff, Strategy
@@ -147,12 +147,7 @@ class Topology:
             raw = path.read_bytes()
         except OSError as exc:
             raise TopologyError(f"{path}: cannot read topology: {exc.strerror}") from exc
-        try:
-            data = msgspec.toml.decode(raw, type=_File)
-        except msgspec.ValidationError as exc:
-            raise TopologyError(f"{path}: {explain_validation(str(exc))}") from exc
-        except msgspec.DecodeError as exc:
-            raise TopologyError(f"{path}: not valid TOML: {exc}") from exc
+        data = decode_toml(raw, _File, str(path), TopologyError)
         resolver = _Resolver(path)
         children = resolver.children(data.child, None, "child")
         messages = []

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 
 from ._errors import ManifestError
 
 __all__ = ["GiB", "KiB", "Limits", "Manifest", "MiB", "parse_size"]
+
+T = TypeVar("T")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -137,12 +139,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     def parse(cls, text: bytes | str, *, source: Path | None = None) -> Manifest:
         """Validate manifest text; relative paths resolve against ``source``'s folder."""
         where = str(source) if source else "<manifest>"
-        try:
-            data = msgspec.toml.decode(text, type=_ManifestFile)
-        except msgspec.ValidationError as exc:
-            raise ManifestError(f"{where}: {explain_validation(str(exc))}") from exc
-        except msgspec.DecodeError as exc:
-            raise ManifestError(f"{where}: not valid TOML: {exc}") from exc
+        data = decode_toml(text, _ManifestFile, where, ManifestError)
         lim = data.limits
         try:
             limits = Limits(
@@ -162,6 +159,16 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         component = (base / data.component).resolve()
         name = data.name or (source.parent.name if source else component.stem)
         return cls(name=name, component=component, limits=limits, description=data.description, source=source)
+
+
+def decode_toml(text: bytes | str, type: type[T], where: str, error: type[Exception]) -> T:
+    """Decode a TOML file into ``type``; ``error`` says where and which key is wrong."""
+    try:
+        return msgspec.toml.decode(text, type=type)
+    except msgspec.ValidationError as exc:
+        raise error(f"{where}: {explain_validation(str(exc))}") from exc
+    except msgspec.DecodeError as exc:
+        raise error(f"{where}: not valid TOML: {exc}") from exc
 
 
 def explain_validation(message: str) -> str:
