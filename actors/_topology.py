@@ -303,21 +303,18 @@ class _Resolver:
     def limits(self, base: Limits, override: _Limits | None, here: str) -> Limits:
         if override is None:
             return base
-        changes: dict[str, object] = {}
-        if override.memory is not None:
-            changes["memory"] = override.memory
-        if override.fuel is not None:
-            changes["fuel"] = override.fuel
-        if override.timeout_ms is not None:
-            changes["timeout"] = override.timeout_ms / 1000
-        if override.max_payload is not None:
-            changes["max_payload"] = override.max_payload
-        if override.max_outbox is not None:
-            changes["max_outbox"] = override.max_outbox
+        o, changes = override, dict[str, object]()
         try:
-            for key in ("memory", "max_payload"):
-                if key in changes:
-                    changes[key] = parse_size(changes[key])  # type: ignore[arg-type]
+            if o.memory is not None:
+                changes["memory"] = parse_size(o.memory)
+            if o.max_payload is not None:
+                changes["max_payload"] = parse_size(o.max_payload)
+            if o.timeout_ms is not None:
+                changes["timeout"] = o.timeout_ms / 1000
+            if o.fuel is not None:
+                changes["fuel"] = o.fuel
+            if o.max_outbox is not None:
+                changes["max_outbox"] = o.max_outbox
             return Limits(**{**msgspec.structs.asdict(base), **changes})  # validated again
         except ValueError as exc:
             raise self.fail(f"{here}.limits", str(exc)) from None
