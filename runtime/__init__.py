@@ -9,7 +9,7 @@ This layer knows WebAssembly and nothing about actors::
             result = instance.handle_message(b"hi", request=True)
 """
 
-from ._component import Component
+from ._component import Component, ComponentInfo
 from ._engine import Engine, default_cache_dir
 from ._errors import (
     CompileError,
@@ -27,9 +27,9 @@ from ._errors import (
     WasmActorsError,
     WorldMismatchError,
 )
-from ._host import HostContext
+from ._host import HostCall, HostContext
 from ._instance import Instance
-from ._limits import GiB, KiB, Limits, Manifest, MiB, parse_size
+from ._limits import GiB, GuestBuild, KiB, Limits, Manifest, MiB, parse_size
 from ._outcome import (
     AppError,
     CallResult,
@@ -49,11 +49,14 @@ __all__ = [
     "CompileError",
     "Component",
     "ComponentError",
+    "ComponentInfo",
     "CoreModuleError",
     "Crash",
     "CrashKind",
     "Engine",
     "GiB",
+    "GuestBuild",
+    "HostCall",
     "HostContext",
     "Instance",
     "InstanceBrokenError",

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 import wasmtime
 from wasmtime import WasmtimeError
 from wasmtime import component as wc
@@ -20,12 +21,12 @@ from ._errors import (
     NotWasmError,
     WorldMismatchError,
 )
-from ._wit import EXPECTED_EXPORTS, HANDLER, PROVIDED_INTERFACES, instance_funcs, render_func
+from ._wit import EXPECTED_EXPORTS, HANDLER, PROVIDED_INTERFACES, describe_item, instance_funcs, render_func
 
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["Component"]
+__all__ = ["Component", "ComponentInfo"]
 
 _MAGIC = b"\0asm"
 _CORE_VERSION = b"\x01\x00\x00\x00"
@@ -60,6 +61,52 @@ class Component:
 
     def __repr__(self) -> str:
         return f"<Component {self.name} {self.digest[:12]}>"
+
+
+class ComponentInfo(msgspec.Struct, frozen=True):
+    """What a component file holds, described in WIT terms (see
+    :meth:`Engine.inspect <wasmactors.runtime.Engine.inspect>`)."""
+
+    #: The file name, or what the caller gave.
+    name: str
+    #: SHA-256 of the component's bytes.
+    digest: str
+    #: Size of the component in bytes.
+    size: int
+    #: Import name -> its functions or signature, in WIT syntax.
+    imports: dict[str, str]
+    #: Export name -> its functions or signature, in WIT syntax. An
+    #: instance export lists each function on its own key, ``name#function``.
+    exports: dict[str, str]
+    #: Why it does not fit the `actor` world (empty: it fits).
+    problems: tuple[str, ...] = ()
+
+    @property
+    def fits(self) -> bool:
+        """True when the host would accept it as an actor."""
+        return not self.problems
+
+
+def describe(engine: Engine, compiled: wc.Component, name: str, digest: str, size: int) -> ComponentInfo:
+    """The component's imports and exports, and what keeps it out of the `actor` world."""
+    raw_engine = engine.raw
+    ctype = compiled.type
+    imports = {n: describe_item(raw_engine, e.ty) for n, e in sorted(ctype.imports(raw_engine).items())}
+    exports: dict[str, str] = {}
+    for n, e in sorted(ctype.exports(raw_engine).items()):
+        funcs = instance_funcs(raw_engine, e)
+        if funcs is None:
+            exports[n] = describe_item(raw_engine, e.ty)
+        else:
+            exports.update({f"{n}#{f}": render_func(t, names=True) for f, t in sorted(funcs.items())})
+    problems: tuple[str, ...] = ()
+    try:
+        validate(engine, compiled, name)
+    except MissingImportsError as exc:
+        problems = tuple(f"imports `{m}`, which the host does not provide" for m in exc.missing)
+    except WorldMismatchError as exc:
+        problems = (str(exc).removeprefix(f"{name} "),)
+    return ComponentInfo(name, digest, size, imports, exports, problems)
 
 
 def read_source(source: str | bytes | os.PathLike[str], name: str | None) -> tuple[bytes, str]:

@@ -127,6 +127,19 @@ class Engine:
         stem = Path(display).stem if not display.startswith("<") else display
         return _component.Component(self, compiled, name=stem, digest=digest, cached=cached)
 
+    def inspect(
+        self, source: str | bytes | os.PathLike[str], *, name: str | None = None
+    ) -> _component.ComponentInfo:
+        """Describe a component's imports and exports in WIT terms and whether
+        it fits the `actor` world, without rejecting it when it does not.
+        Raises only when ``source`` is not a component at all (not wasm, a
+        core module, or wasmtime cannot compile it)."""
+        data, display = _component.read_source(source, name)
+        _component.sniff(data, display)
+        digest = hashlib.sha256(data).hexdigest()
+        compiled, _ = _component.compile_component(self, data, display, digest)
+        return _component.describe(self, compiled, display, digest, len(data))
+
     def close(self) -> None:
         """Stop the epoch ticker. Instances must be closed first."""
         self._stop.set()

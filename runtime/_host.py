@@ -24,6 +24,7 @@ from collections.abc import Callable
 from ctypes import CFUNCTYPE, c_char_p, c_size_t, c_void_p
 from typing import TYPE_CHECKING
 
+import msgspec
 from wasmtime import _ffi as ffi
 from wasmtime import component
 
@@ -35,7 +36,7 @@ from ._storage import StorageBackend, Transaction
 if TYPE_CHECKING:
     from ._limits import Limits
 
-__all__ = ["WIT_PACKAGE", "CallState", "HostContext", "define_host_functions"]
+__all__ = ["WIT_PACKAGE", "CallState", "HostCall", "HostContext", "define_host_functions"]
 
 WIT_PACKAGE = "wasmactors:actor"
 WIT_VERSION = "0.1.0"
@@ -58,6 +59,17 @@ def valid_address(address: str) -> bool:
     return len(address) <= MAX_ADDRESS and _ADDRESS.match(address) is not None
 
 
+class HostCall(msgspec.Struct, frozen=True):
+    """One host function call, as an audit hook sees it."""
+
+    #: ``interface.function``, e.g. ``storage.set``.
+    function: str
+    #: The arguments, summarised (payloads by size, not content).
+    arguments: str
+    #: What the guest got back: ``ok``, ``ok <value>`` or ``err <case>(<detail>)``.
+    result: str
+
+
 class HostContext:
     """What the host functions of one actor need from its embedder.
 
@@ -65,7 +77,7 @@ class HostContext:
     runtime the defaults are enough.
     """
 
-    __slots__ = ("address", "logger", "next_request_id", "resolve", "storage")
+    __slots__ = ("address", "audit", "logger", "next_request_id", "resolve", "storage")
 
     def __init__(
         self,
@@ -75,6 +87,7 @@ class HostContext:
         resolve: Callable[[str], bool] | None = None,
         next_request_id: Callable[[], int] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        audit: Callable[[HostCall], None] | None = None,
     ) -> None:
         if not valid_address(address):
             raise ValueError(f"invalid actor address {address!r}")
@@ -91,6 +104,11 @@ class HostContext:
         self.logger = logger or logging.LoggerAdapter(
             logging.getLogger("wasmactors.guest"), {"actor": address}
         )
+        #: Called after every host function call with what was asked and
+        #: answered (``wasmactors call`` prints these); ``None``: no audit.
+        #: It runs inside the guest's call: if it raises, the call crashes
+        #: with ``host-fault``.
+        self.audit = audit
 
 
 class CallState:
@@ -268,6 +286,52 @@ HOST_FUNCTIONS: dict[str, dict[str, HostFunc]] = {
 }
 
 _TABLE: list[HostFunc] = [fn for funcs in HOST_FUNCTIONS.values() for fn in funcs.values()]
+_NAMES: list[str] = [f"{iface}.{fn}" for iface, funcs in HOST_FUNCTIONS.items() for fn in funcs]
+
+
+def _describe_args(name: str, args: int) -> str:
+    """A host call's arguments for the audit: addresses and keys in full,
+    payloads by length (they may be large or binary)."""
+    match name:
+        case "messaging.send":
+            return f"{_text(args, 0)!r}, {len(abi.read_string(_arg(args, 1)))} B"
+        case "messaging.request":
+            timeout_ms = abi.Val.from_address(_arg(args, 2)).of.u32
+            return f"{_text(args, 0)!r}, {len(abi.read_string(_arg(args, 1)))} B, timeout {timeout_ms} ms"
+        case "services.log":
+            return f"{_text(args, 0)}, {_text(args, 1)!r}"
+        case "storage.get" | "storage.delete" | "storage.keys":
+            return repr(_text(args, 0))
+        case "storage.set":
+            return f"{_text(args, 0)!r}, {len(abi.read_string(_arg(args, 1)))} B"
+    return ""
+
+
+def _describe_result(spec: abi.Spec | None) -> str:
+    match spec:
+        case None:
+            return ""
+        case ("ok", None):
+            return "ok"
+        case ("err", ("case", case, None)):
+            return f"err {case}"
+        case ("err", ("case", case, (_, detail))):
+            text = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
+            return f"err {case}({text})"
+        case ("ok", ("option", None)):
+            return "ok none"
+        case ("ok", ("option", ("str", value))):
+            return f"ok {len(value)} B"
+        case ("ok", ("strings", keys)):
+            return f"ok {len(keys)} keys"
+        case ("ok", (_, value)) | (_, value):
+            return f"ok {value.decode(errors='replace') if isinstance(value, bytes) else value}"
+    return str(spec)
+
+
+def _audit_record(index: int, args: int, spec: abi.Spec | None) -> HostCall:
+    name = _NAMES[index]
+    return HostCall(name, _describe_args(name, args), _describe_result(spec))
 
 
 def _fault(message: str) -> int:
@@ -289,7 +353,10 @@ def _trampoline(  # noqa: PLR0917 - the C callback signature fixes the arguments
     try:
         if state is None:
             return _fault("host function called outside a wasmactors call")
-        spec = _TABLE[(env or 1) - 1](state, args or 0)
+        index = (env or 1) - 1
+        spec = _TABLE[index](state, args or 0)
+        if state.context.audit is not None:
+            state.context.audit(_audit_record(index, args or 0, spec))
         if nresults:
             assert results is not None
             assert spec is not None

@@ -11,7 +11,7 @@ import msgspec
 
 from ._errors import ManifestError
 
-__all__ = ["GiB", "KiB", "Limits", "Manifest", "MiB", "parse_size"]
+__all__ = ["GiB", "GuestBuild", "KiB", "Limits", "Manifest", "MiB", "parse_size"]
 
 T = TypeVar("T")
 
@@ -95,11 +95,34 @@ class _ManifestLimits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
     max_memories: Positive = 100
 
 
+class _ManifestBuild(msgspec.Struct, forbid_unknown_fields=True):
+    module: str = "app"
+    path: str = "."
+
+
 class _ManifestFile(msgspec.Struct, forbid_unknown_fields=True):
     component: str
     limits: _ManifestLimits
     name: str | None = None
     description: str = ""
+    build: _ManifestBuild | None = None
+
+
+class GuestBuild(msgspec.Struct, frozen=True):
+    """How to build a Python guest from source (a manifest's ``[build]`` table)::
+
+        [build]
+        module = "app"     # the module defining `Handler` (default "app")
+        path = "."         # its folder, relative to the manifest (default ".")
+
+    ``wasmactors build`` and ``wasmactors run`` rebuild the component with
+    componentize-py when it is missing or older than a ``.py`` file there.
+    """
+
+    #: The guest's main module.
+    module: str
+    #: Absolute path of the folder holding it.
+    path: Path
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,6 +146,8 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     description: str = ""
     #: The manifest file it was read from, if any.
     source: Path | None = None
+    #: How to build it from Python sources, if the manifest says.
+    build: GuestBuild | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
@@ -158,7 +183,15 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         base = source.parent if source else Path.cwd()
         component = (base / data.component).resolve()
         name = data.name or (source.parent.name if source else component.stem)
-        return cls(name=name, component=component, limits=limits, description=data.description, source=source)
+        build = GuestBuild(data.build.module, (base / data.build.path).resolve()) if data.build else None
+        return cls(
+            name=name,
+            component=component,
+            limits=limits,
+            description=data.description,
+            source=source,
+            build=build,
+        )
 
 
 def decode_toml(text: bytes | str, type: type[T], where: str, error: type[Exception]) -> T:

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 def test_runtime_public_names() -> None:
     """wasmactors.runtime exports exactly its documented API."""
     assert sorted(wasmactors.runtime.__all__) == [
-        "AppError", "CallResult", "CompileError", "Component", "ComponentError", "CoreModuleError",
-        "Crash", "CrashKind", "Engine", "GiB", "HostContext", "Instance", "InstanceBrokenError",
+        "AppError", "CallResult", "CompileError", "Component", "ComponentError", "ComponentInfo",
+        "CoreModuleError", "Crash", "CrashKind", "Engine", "GiB", "GuestBuild", "HostCall", "HostContext",
+        "Instance", "InstanceBrokenError",
         "InstanceBusyError", "InstanceClosedError", "InstantiationError", "KiB", "Limits", "Manifest",
         "ManifestError",
         "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome", "Outgoing",
