@@ -263,6 +263,11 @@ class Cell:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
+    @property
+    def busy(self) -> bool:
+        """Work in hand: queued messages or a running turn."""
+        return len(self.mailbox) > 0 or not self._idle.is_set()
+
     # -- shared result handling ------------------------------------------------
 
     async def reply(self, request: Envelope, outcome: bytes | RequestError) -> None:
@@ -321,6 +326,11 @@ class ComponentCell(Cell):
             next_request_id=self._request_id,
             logger=logging.LoggerAdapter(logging.getLogger("wasmactors.guest"), {"actor": address}),
         )
+
+    @property
+    def busy(self) -> bool:
+        """Work in hand, including a request of its own still awaiting an answer."""
+        return super().busy or bool(self.pending)
 
     def _request_id(self) -> int:
         self._next_id += 1

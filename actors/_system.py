@@ -431,6 +431,23 @@ class ActorSystem:
             restart=restart,
         )
 
+    def supervisor(self, address: str) -> Supervisor:
+        """The supervisor at ``address`` (``""``: the root), to spawn under it later."""
+        node = self.root
+        for name in filter(None, address.split("/")):
+            found = next(
+                (
+                    c
+                    for c in node.children
+                    if isinstance(c, Supervisor) and c.address == node.child_address(name)
+                ),
+                None,
+            )
+            if found is None:
+                raise UnknownActorError(f"no supervisor at {address!r}")
+            node = found
+        return node
+
     def ref(self, address: str) -> ActorRef:
         """A reference by address (it may name no actor yet: calls then raise UnknownActorError)."""
         return ActorRef(self, address)
@@ -490,7 +507,7 @@ class ActorSystem:
 
     def emit(self, kind: EventKind, address: str, detail: str = "", backtrace: tuple[str, ...] = ()) -> None:
         self._events.publish(Event(kind, address, detail, backtrace))
-        log.info("%s %s %s", address, kind, detail, extra={"actor": address})
+        log.info("%s %s%s", address, kind, f": {detail}" if detail else "", extra={"actor": address})
 
     @asynccontextmanager
     async def events(self, buffer: float = 1024) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
@@ -517,6 +534,11 @@ class ActorSystem:
     def statistics(self) -> dict[str, ActorStats]:
         """Every live actor's stats, by address."""
         return {address: self.stats(address) for address in sorted(self._cells)}
+
+    def busy(self) -> list[str]:
+        """Addresses of actors with work in hand: queued messages, a running
+        turn, or a request of their own still waiting for its answer."""
+        return [address for address, cell in self._cells.items() if cell.busy]
 
     async def wait_idle(self) -> None:
         """Wait until every actor's mailbox is empty and no turn is running."""

@@ -183,13 +183,14 @@ class Topology:
         walk(self.children, None)
         return out
 
-    async def start(self, system: ActorSystem) -> None:
+    async def start(self, system: ActorSystem, *, messages: bool = True) -> None:
         """Spawn the tree under ``system``'s root, in file order, then send the
-        initial messages. The root's strategy and intensity come from the file."""
+        initial messages (unless ``messages=False``). The root's strategy and
+        intensity come from the file."""
         root = system.root
         root.strategy, root.max_restarts, root.within = self.strategy, self.max_restarts, self.within
         await _spawn(root, self.children)
-        for to, payload in self.messages:
+        for to, payload in self.messages if messages else ():
             await system.ref(to).tell(payload)
 
 
