@@ -8,6 +8,11 @@ STAMP := $(VENV)/.installed-dev
 WIT := $(wildcard wit/*.wit)
 GUESTS := examples/echo/build/echo.wasm \
           examples/counter/build/counter.wasm \
+          examples/ping-pong/build/ping-pong.wasm \
+          examples/pipeline/build/pipeline.wasm \
+          examples/scatter-gather/build/scatter-gather.wasm \
+          examples/supervision/build/supervision.wasm \
+          examples/http-service/build/http-service.wasm \
           tests/guests/kitchen/build/kitchen.wasm
 
 .PHONY: all setup guests lint typecheck test demo bench clean
@@ -26,10 +31,7 @@ setup: $(STAMP)
 # A Python guest is rebuilt only when its sources or the WIT changed.
 .SECONDEXPANSION:
 $(GUESTS): %.wasm: $$(wildcard $$(dir $$(@D))*.py) $(WIT) | $(STAMP)
-	@echo "==> building $@ with componentize-py (about 15 s)"
-	@mkdir -p $(@D)
-	@$(BIN)/componentize-py -d wit -w actor componentize -p $(dir $(@D)) app -o $@.tmp
-	@mv $@.tmp $@
+	@$(BIN)/wasmactors build $(dir $(@D)) --output $@ --no-check
 
 guests: $(GUESTS)
 
@@ -48,8 +50,9 @@ typecheck: $(STAMP)
 test: $(STAMP) guests lint typecheck
 	$(BIN)/python -m pytest
 
-demo: $(STAMP) examples/counter/build/counter.wasm
-	$(BIN)/python examples/quickstart.py
+# The pipeline example end to end: four actors, backpressure, the stats table.
+demo: $(STAMP) examples/pipeline/build/pipeline.wasm
+	$(BIN)/wasmactors run examples/pipeline/topology.toml --storage :memory:
 
 $(VENV)/.installed-bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import io
+import json
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
+import anyio
+import httpx
+import pytest
+
+from tests.conftest import CACHE
 from tests.guests import ROOT
+from wasmactors._cli import main
+from wasmactors._run import RunReport, run_topology
+from wasmactors.actors import Topology
+from wasmactors.runtime import Engine, SQLiteStorage
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_quickstart_example_runs_end_to_end() -> None:
@@ -19,3 +36,139 @@ def test_quickstart_example_runs_end_to_end() -> None:
     assert "app error: add needs a whole number, got 'many'" in out.stdout
     assert "the total is still Success(reply=b'42')" in out.stdout
     assert "guest log: DEBUG total is now 42" in out.stdout
+
+
+# -- the example topologies, each run as `wasmactors run` runs it -----------------
+
+EXAMPLES = ROOT / "examples"
+
+
+async def run_example(name: str, engine: Engine, db: Path) -> tuple[RunReport, SQLiteStorage]:
+    topology = Topology.load(EXAMPLES / name / "topology.toml")
+    report = await run_topology(
+        topology, storage=db, duration=None, idle=0.2, engine=engine, err=io.StringIO()
+    )
+    assert report.ended == "idle"
+    return report, SQLiteStorage(db)
+
+
+@pytest.mark.anyio
+async def test_ping_pong_bounces_the_ball_2000_times(engine: Engine, db_path: Path) -> None:
+    """ping serves, the two players alternate 2,000 hits, and the last hitter records the rally."""
+    report, storage = await run_example("ping-pong", engine, db_path)
+    with storage:
+        assert report.stats["ping"].handled == 1001  # the serve and 1,000 hits
+        assert report.stats["pong"].handled == 1000
+        last = storage.get("ping", "last")  # hit 2,000 lands on ping
+        assert last is not None
+        assert last.startswith(b"2000 hits in ")
+        assert b"hits/s" in last
+    assert report.dead_letters == {}
+
+
+@pytest.mark.anyio
+async def test_pipeline_applies_backpressure_and_loses_nothing(engine: Engine, db_path: Path) -> None:
+    """With transform slowed, the stages before it fill their mailboxes to the
+    limit and wait; every record still reaches the sink or is counted as bad."""
+    report, storage = await run_example("pipeline", engine, db_path)
+    stats = report.stats
+    assert stats["line/transform"].mailbox_high_water == 16  # its mailbox-size: full
+    assert stats["line/parse"].mailbox_high_water == 64  # parse waited on transform
+    assert stats["line/parse"].app_errors == 2  # the two malformed readings
+    assert stats["line/sink"].handled == 2000 - 2 - 200  # 10% are implausible and dropped
+    assert report.dead_letters == {}
+    with storage:
+        sensors = [
+            json.loads(storage.get("line/sink", k) or b"") for k in storage.keys("line/sink", "sensor/")
+        ]
+    assert sum(s["count"] for s in sensors) == 1798
+    assert len(sensors) == 4
+
+
+@pytest.mark.anyio
+async def test_scatter_gather_combines_what_arrives_before_the_deadline(
+    engine: Engine, db_path: Path
+) -> None:
+    """The slow worker's callback is a timeout; the result is combined from the other three,
+    and its late replies become dead letters instead of reaching the coordinator twice."""
+    report, storage = await run_example("scatter-gather", engine, db_path)
+    with storage:
+        for item in ("widget", "gadget"):
+            result = (storage.get("coordinator", f"result/{item}") or b"").decode()
+            assert result.startswith(f"{item}: best ")
+            assert "(3 of 4 answered; workers/slow timeout)" in result
+        assert storage.keys("coordinator", "request/") == []  # every callback consumed
+    assert report.dead_letters == {"unexpected-reply": 2}
+
+
+@pytest.mark.anyio
+async def test_supervision_restarts_three_crash_kinds_and_keeps_storage(
+    engine: Engine, db_path: Path
+) -> None:
+    """trap, infinite loop and memory bomb each crash the worker and it is restarted;
+    its stored total counts every `work` and no crashed write; the fragile supervisor
+    gives up and the root restarts its subtree."""
+    report, storage = await run_example("supervision", engine, db_path)
+    steady = report.stats["steady/worker"]
+    assert steady.crashes == {"trap": 1, "timeout": 1, "memory-limit": 1}
+    assert steady.restarts == 3
+    assert report.stats["fragile/worker"].crashes == {"trap": 2}
+    assert report.events.get("gave-up") == 1
+    with storage:
+        assert storage.get("steady/worker", "total") == b"10"  # 1 + 2 + 3 + 4, not the trap's +1000
+        assert storage.get("fragile/worker", "total") == b"10"  # delivered after the subtree restarted
+
+
+def test_make_demo_command_prints_the_pipeline_stats_table() -> None:
+    """The command `make demo` runs: the stats table with every stage, from the CLI."""
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["run", str(EXAMPLES / "pipeline" / "topology.toml"), "--storage", ":memory:", "--idle", "0.2"],
+        out=out,
+        err=err,
+    )
+    assert code == 0, err.getvalue()
+    table = out.getvalue()
+    assert table.splitlines()[0].split() == [
+        "actor", "handled", "errors", "crashes", "restarts", "p50", "p99", "mailbox", "max", "fuel",
+    ]  # fmt: skip
+    for stage in ("producer", "parse", "transform", "sink"):
+        assert f"line/{stage}" in table
+    assert "messages handled in" in table
+
+
+# -- the embedded HTTP service, on a real socket ------------------------------------
+
+
+@pytest.mark.anyio
+async def test_http_service_answers_from_warehouse_actors(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Starlette app on hypercorn serves real HTTP on 127.0.0.1: stock changes go
+    through actors (spawned on first use), errors map to status codes, state is in SQLite."""
+    monkeypatch.setenv("WASMACTORS_CACHE_DIR", str(CACHE))
+    monkeypatch.syspath_prepend(str(EXAMPLES / "http-service"))
+    service = importlib.import_module("service")
+    stop = anyio.Event()
+    with service.listen() as sock, anyio.fail_after(60):
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with anyio.create_task_group() as tg:
+            await tg.start(functools.partial(service.serve, sock, storage=db_path, shutdown=stop.wait))
+            async with httpx.AsyncClient(base_url=base) as client:
+                url = "/warehouses/paris/stock/bolts"
+                r = await client.post(url, json={"action": "receive", "quantity": 5})
+                assert (r.status_code, r.json()) == (200, {"sku": "bolts", "quantity": 5})
+                r = await client.post(url, json={"action": "ship", "quantity": 7})
+                assert (r.status_code, r.json()) == (409, {"error": "cannot ship 7 of bolts: 5 in stock"})
+                r = await client.post(url, json={"action": "steal", "quantity": 1})
+                assert r.status_code == 422
+                r = await client.get("/warehouses/paris/stock")
+                assert (r.status_code, r.json()) == (200, {"bolts": 5})
+                r = await client.get("/warehouses/no.such/stock")
+                assert r.status_code == 404
+                stats = (await client.get("/stats")).json()
+                assert stats["warehouses/paris"]["app_errors"] == 1
+                assert "warehouses/berlin" in stats  # from topology.toml
+            stop.set()
+    with SQLiteStorage(db_path) as storage:
+        assert storage.get("warehouses/paris", "sku/bolts") == b"5"
