@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -61,6 +61,9 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 log = logging.getLogger("wasmactors.actors")
+
+#: How many stopped actors' final stats an :class:`ActorSystem` keeps.
+KEEP_STOPPED = 10_000
 
 
 class _AskSlot:
@@ -286,6 +289,9 @@ class ActorSystem:
         self._dead: Broadcast[DeadLetter] = Broadcast()
         #: Dead letters so far, by reason.
         self.dead_letter_counts: Counter[str] = Counter()
+        #: The last stats of actors that stopped, by address, oldest first
+        #: (at most :data:`KEEP_STOPPED`), for reports made after shutdown.
+        self.stopped_stats: OrderedDict[str, ActorStats] = OrderedDict()
         self._failure: SystemFailedError | None = None
         self._tg: TaskGroup | None = None
 
@@ -386,6 +392,10 @@ class ActorSystem:
         finally:
             self._cells.pop(cell.address, None)
             self.release_name(cell.address)
+            self.stopped_stats[cell.address] = cell.stats.snapshot(cell.address, 0, cell.mailbox.high_water)
+            self.stopped_stats.move_to_end(cell.address)
+            if len(self.stopped_stats) > KEEP_STOPPED:
+                self.stopped_stats.popitem(last=False)
 
     async def spawn(
         self,

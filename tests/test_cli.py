@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -245,3 +247,26 @@ def test_python_dash_m_wasmactors_runs_the_command_line() -> None:
         [sys.executable, "-m", "wasmactors", "fly"], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2
+
+
+def test_run_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM ends a run like Ctrl-C: actors stop, the table prints, exit code 0."""
+    topology = tmp_path / "t.toml"
+    topology.write_text(
+        f'[[child]]\ntype = "actor"\nname = "c"\ncomponent = "{COUNTER}"\n'
+        '[[message]]\nto = "c"\npayload = "add 1"\n'
+    )
+    env = {**os.environ, "WASMACTORS_CACHE_DIR": str(CACHE)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wasmactors", "run", str(topology), "--idle", "600", "--storage", ":memory:"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until the tree is up and the message sent
+        if line.startswith("started 1 actors"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "ended: signal (SIGTERM)" in out
+    assert out.splitlines()[2].split()[:2] == ["c", "1"]  # the message was handled before the stop

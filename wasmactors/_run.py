@@ -100,13 +100,13 @@ async def run_topology(
             if scope.cancelled_caught:
                 report.ended = "time"
             report.elapsed = (report.quiet_since or time.perf_counter()) - start
-            report.stats.update(system.statistics())
-            report.dead_letters = dict(system.dead_letter_counts)
             tg.cancel_scope.cancel()
     except SystemFailedError as exc:
         report.ended, report.failure = "failed", str(exc)
         report.elapsed = time.perf_counter() - start
-        report.dead_letters = dict(system.dead_letter_counts)
+    # After the graceful shutdown: what the actors did while draining counts too.
+    report.stats.update(system.stopped_stats)
+    report.dead_letters = dict(system.dead_letter_counts)
     return report
 
 
