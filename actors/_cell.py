@@ -264,9 +264,14 @@ class Cell:
         await self._idle.wait()
 
     @property
-    def busy(self) -> bool:
-        """Work in hand: queued messages or a running turn."""
+    def working(self) -> bool:
+        """Queued messages or a running turn."""
         return len(self.mailbox) > 0 or not self._idle.is_set()
+
+    @property
+    def busy(self) -> bool:
+        """Work in hand: :attr:`working`, or (for components) a request of its own awaiting an answer."""
+        return self.working
 
     # -- shared result handling ------------------------------------------------
 
@@ -330,7 +335,7 @@ class ComponentCell(Cell):
     @property
     def busy(self) -> bool:
         """Work in hand, including a request of its own still awaiting an answer."""
-        return super().busy or bool(self.pending)
+        return self.working or bool(self.pending)
 
     def _request_id(self) -> int:
         self._next_id += 1

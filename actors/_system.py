@@ -553,7 +553,7 @@ class ActorSystem:
     async def wait_idle(self) -> None:
         """Wait until every actor's mailbox is empty and no turn is running."""
         while True:
-            busy = [c for c in self._cells.values() if len(c.mailbox) or not c._idle.is_set()]
+            busy = [c for c in self._cells.values() if c.working]
             if not busy:
                 return
             await busy[0].wait_idle()

@@ -116,10 +116,7 @@ class Engine:
             display = name or path.name
             cached = True
         if compiled is None:
-            data, display = _component.read_source(source, name)
-            _component.sniff(data, display)
-            digest = hashlib.sha256(data).hexdigest()
-            compiled, cached = _component.compile_component(self, data, display, digest)
+            compiled, display, digest, _, cached = self._compile(source, name)
             if path is not None:
                 _component.remember_digest(self.cache_dir, path, digest)
         assert digest is not None
@@ -134,11 +131,19 @@ class Engine:
         it fits the `actor` world, without rejecting it when it does not.
         Raises only when ``source`` is not a component at all (not wasm, a
         core module, or wasmtime cannot compile it)."""
+        compiled, display, digest, size, _ = self._compile(source, name)
+        return _component.describe(self, compiled, display, digest, size)
+
+    def _compile(
+        self, source: str | bytes | os.PathLike[str], name: str | None
+    ) -> tuple[wc.Component, str, str, int, bool]:
+        """Read, sniff and compile (or fetch from the cache): the compiled
+        component, its display name, digest, size and whether it was cached."""
         data, display = _component.read_source(source, name)
         _component.sniff(data, display)
         digest = hashlib.sha256(data).hexdigest()
-        compiled, _ = _component.compile_component(self, data, display, digest)
-        return _component.describe(self, compiled, display, digest, len(data))
+        compiled, cached = _component.compile_component(self, data, display, digest)
+        return compiled, display, digest, len(data), cached
 
     def close(self) -> None:
         """Stop the epoch ticker. Instances must be closed first."""

@@ -293,7 +293,7 @@ def _describe_args(name: str, args: int) -> str:
     """A host call's arguments for the audit: addresses and keys in full,
     payloads by length (they may be large or binary)."""
     match name:
-        case "messaging.send":
+        case "messaging.send" | "storage.set":  # (address or key, payload)
             return f"{_text(args, 0)!r}, {len(abi.read_string(_arg(args, 1)))} B"
         case "messaging.request":
             timeout_ms = abi.Val.from_address(_arg(args, 2)).of.u32
@@ -302,8 +302,6 @@ def _describe_args(name: str, args: int) -> str:
             return f"{_text(args, 0)}, {_text(args, 1)!r}"
         case "storage.get" | "storage.delete" | "storage.keys":
             return repr(_text(args, 0))
-        case "storage.set":
-            return f"{_text(args, 0)!r}, {len(abi.read_string(_arg(args, 1)))} B"
     return ""
 
 
