@@ -18,7 +18,7 @@ from .runtime import Manifest, WasmActorsError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-__all__ = ["BuildError", "GuestSource", "build", "find_wit", "guest_source", "is_stale"]
+__all__ = ["BuildError", "GuestSource", "build", "find_wit", "guest_source", "is_stale", "manifest_guest"]
 
 _WORLD = "actor"
 #: Folders never searched for guest sources.
@@ -63,18 +63,26 @@ def guest_source(path: Path, output: Path | None = None) -> GuestSource:
             raise BuildError(f"{path}: no component.toml or app.py here to build")
         return GuestSource("app", path, output or path / "build" / f"{path.name}.wasm")
     if path.suffix == ".toml":
-        manifest_ = Manifest.load(path)
-        if manifest_.build is None:
+        guest = manifest_guest(Manifest.load(path), output)
+        if guest is None:
             raise BuildError(
                 f"{path}: no [build] table, so there is nothing to build from "
                 '(add `[build]` with `module = "app"` for a Python guest)'
             )
-        return GuestSource(manifest_.build.module, manifest_.build.path, output or manifest_.component)
+        return guest
     if path.suffix == ".py":
         if not path.exists():
             raise BuildError(f"{path}: no such file")
         return GuestSource(path.stem, path.parent, output or path.parent / "build" / f"{path.stem}.wasm")
     raise BuildError(f"{path}: expected a component.toml, a guest folder or a .py module")
+
+
+def manifest_guest(manifest: Manifest, output: Path | None = None) -> GuestSource | None:
+    """The guest a manifest's ``[build]`` table describes (``None`` without one);
+    it builds to the manifest's component unless ``output`` says otherwise."""
+    if manifest.build is None:
+        return None
+    return GuestSource(manifest.build.module, manifest.build.path, output or manifest.component)
 
 
 def find_wit(start: Path) -> Path:

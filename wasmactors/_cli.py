@@ -141,8 +141,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return EXIT_ERROR
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(error: BaseException | str) -> str:
+    """A message on one line (an exception without one: its type's name)."""
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        return type(error).__name__
+    return text
 
 
 def _configure_logging(args: argparse.Namespace, err: TextIO) -> None:
@@ -180,19 +184,15 @@ def _progress(err: TextIO) -> Callable[[str], None]:
     return show
 
 
-def ensure_built(manifest: Manifest, err: TextIO, *, force: bool = False) -> None:
+def ensure_built(manifest: Manifest, err: TextIO) -> None:
     """Rebuild a manifest's Python guest when its component is stale."""
-    if manifest.build is None or manifest.source is None:
+    guest = _build.manifest_guest(manifest)
+    if guest is None or manifest.source is None:
         return
-    guest = _build.GuestSource(manifest.build.module, manifest.build.path, manifest.component)
     wit = _build.find_wit(manifest.source.parent)
-    if force or _build.is_stale(guest, wit):
+    if _build.is_stale(guest, wit):
         seconds = _build.build(guest, wit, progress=_progress(err))
         print(f"\rbuilt {guest.output} in {seconds:.1f} s", file=err)
-
-
-def _engine() -> Engine:
-    return Engine()
 
 
 # -- commands -------------------------------------------------------------------
@@ -206,7 +206,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         storage = None
     else:
         storage = Path(args.storage) if args.storage else args.topology.with_suffix(".db")
-    with _engine() as engine:
+    with Engine() as engine:
         report = anyio.run(
             lambda: _run.run_topology(
                 topology, storage=storage, duration=args.duration, idle=args.idle, engine=engine, err=err
@@ -215,7 +215,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     print(_run.stats_table(report), file=out)
     if report.failure is not None:
-        print(f"wasmactors: error: {_one_line(Exception(report.failure))}", file=err)
+        print(f"wasmactors: error: {_one_line(report.failure)}", file=err)
         return EXIT_ERROR
     return EXIT_OK
 
@@ -226,7 +226,7 @@ def _cmd_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         target = Manifest.load(args.component)
         ensure_built(target, err)
     payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
-    with _engine() as engine:
+    with Engine() as engine:
         report = _call.call(
             engine,
             target,
@@ -242,7 +242,7 @@ def _cmd_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         print(_call.format_call(report), file=out)
     if report.outcome == "crash":
-        print(f"wasmactors: crashed: {report.crash_kind}: {_one_line(Exception(report.error))}", file=err)
+        print(f"wasmactors: crashed: {report.crash_kind}: {_one_line(report.error or '')}", file=err)
         return EXIT_CRASH
     if report.outcome == "app-error":
         print(f"wasmactors: application error: {report.error}", file=err)
@@ -251,7 +251,7 @@ def _cmd_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with _engine() as engine:
+    with Engine() as engine:
         info = engine.inspect(args.component)
     if args.json:
         print(msgspec.json.encode({**msgspec.structs.asdict(info), "fits": info.fits}).decode(), file=out)
@@ -271,7 +271,7 @@ def _cmd_build(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"\rbuilt {guest.output} ({size / 2**20:.1f} MiB) in {seconds:.1f} s", file=out)
     if not args.no_check:
         print("checking it against the `actor` world (compiling with wasmtime, cached afterwards)", file=err)
-        with _engine() as engine:
+        with Engine() as engine:
             info = engine.inspect(guest.output)
         if not info.fits:
             print(_call.format_inspect(info), file=out)

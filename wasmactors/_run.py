@@ -22,14 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RunReport", "manifests", "run_topology", "stats_table"]
 
-#: How often the report's stats are refreshed while running, so actors that
-#: stop (or a subtree that fails) still appear in the final table.
-_POLL = 0.25
-
 
 @dataclasses.dataclass
 class RunReport:
-    """What a run did: per-actor stats (the last seen for stopped ones) and totals."""
+    """What a run did: every actor's final stats and the totals."""
 
     stats: dict[str, ActorStats]
     elapsed: float
@@ -86,7 +82,6 @@ async def run_topology(
             tg.start_soon(_watch_events, system, report, err)
             done = anyio.Event()
             tg.start_soon(_watch_signals, done, report)
-            tg.start_soon(_poll_stats, system, report)
             start = time.perf_counter()
             await topology.start(system)
             print(
@@ -104,7 +99,8 @@ async def run_topology(
     except SystemFailedError as exc:
         report.ended, report.failure = "failed", str(exc)
         report.elapsed = time.perf_counter() - start
-    # After the graceful shutdown: what the actors did while draining counts too.
+    # After the shutdown every actor has stopped (drained, or cancelled by a
+    # failure), so its final stats, draining included, are all here.
     report.stats.update(system.stopped_stats)
     report.dead_letters = dict(system.dead_letter_counts)
     return report
@@ -137,12 +133,6 @@ async def _watch_signals(done: anyio.Event, report: RunReport) -> None:
             report.ended = f"signal ({signal.Signals(signum).name})"
             done.set()
             return
-
-
-async def _poll_stats(system: ActorSystem, report: RunReport) -> None:
-    while True:
-        report.stats.update(system.statistics())
-        await anyio.sleep(_POLL)
 
 
 async def _watch_events(system: ActorSystem, report: RunReport, err: TextIO) -> None:
