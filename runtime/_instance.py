@@ -41,6 +41,8 @@ _TELL = b"tell"
 _REQUEST = b"request"
 _ONE = c_size_t(1)
 _TWO = c_size_t(2)
+#: Longest application error message passed on (longer ones are cut).
+_MAX_ERROR = 4096
 _NOT_BYTES = "the reply holds a character above U+00FF, so it is not a byte string"
 
 
@@ -370,7 +372,10 @@ class Instance:
     def _app_error(record_addr: int) -> AppError:
         # record app-error { message: string }: one entry; its value follows the name.
         entries = abi.read_pointer(record_addr, abi.OF + 8)
-        return AppError(abi.read_string(entries + 16).decode())
+        raw = abi.read_string(entries + 16)
+        if len(raw) > _MAX_ERROR:  # it travels to askers, dead letters and logs: keep it short
+            return AppError(raw[:_MAX_ERROR].decode(errors="ignore") + f"... ({len(raw)} bytes)")
+        return AppError(raw.decode())
 
     # -- lifetime -------------------------------------------------------------
 

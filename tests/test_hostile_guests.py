@@ -14,6 +14,7 @@ import pytest
 from tests.guests import wat_component, wat_guest
 from tests.guests.hostile import calling_guest
 from wasmactors.runtime import (
+    AppError,
     Component,
     CrashKind,
     Engine,
@@ -354,3 +355,15 @@ def test_concurrent_callers_never_see_each_others_arguments(engine: Engine) -> N
         for t in threads:
             t.join()
     assert mixed == []
+
+
+def test_an_application_error_message_is_cut(engine: Engine) -> None:
+    """A megabyte err(app-error) reaches askers, dead letters and logs as its first 4 KiB."""
+    body = (
+        "(func $handle (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32) "
+        "(call $reply_err (local.get 4) (local.get 5)))"
+    )
+    with Instance(engine.load(wat_component(body)), LIMITS) as inst:
+        result = inst.handle_message(b"e" * MiB, request=True)
+    assert isinstance(result.outcome, AppError)
+    assert result.outcome.message == "e" * 4096 + f"... ({MiB} bytes)"
