@@ -203,10 +203,18 @@ RESULT_LAYOUT = struct.Struct("<B7x?7xQ")
 OPTION_LAYOUT = struct.Struct("<B7xQ")
 
 
-def read_string(val_addr: int) -> bytes:
-    """The UTF-8 bytes of a string value at ``val_addr``."""
+def read_string(val_addr: int, limit: int | None = None) -> bytes:
+    """The UTF-8 bytes of a string value at ``val_addr`` (at most ``limit``
+    of them: a guest's string may be as large as its memory)."""
     size, data = _QQ.unpack(string_at(val_addr + OF, 16))
+    if limit is not None:
+        size = min(size, limit)
     return string_at(data, size) if size else b""
+
+
+def string_size(val_addr: int) -> int:
+    """The length in bytes of the string value at ``val_addr``, without reading it."""
+    return int(_Q.unpack(string_at(val_addr + OF, 8))[0])
 
 
 def read_pointer(val_addr: int, offset: int = OF) -> int:

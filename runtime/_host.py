@@ -175,6 +175,13 @@ def _text(args: int, i: int) -> str:
     return abi.read_string(_arg(args, i)).decode()
 
 
+def _preview(args: int, i: int) -> str:
+    """A string argument as the audit shows it: its first characters only."""
+    size = abi.string_size(_arg(args, i))
+    text = abi.read_string(_arg(args, i), 4 * _ECHO).decode(errors="replace")
+    return _echo(text) if size <= 4 * _ECHO else f"{text[:_ECHO]}... ({size} bytes)"
+
+
 def _payload(args: int, i: int) -> bytes | None:
     """A payload argument as bytes; ``None`` if it is not a byte string."""
     return abi.from_guest(abi.read_string(_arg(args, i)))
@@ -201,10 +208,10 @@ def _err(case: str, detail: str | int | None = None) -> abi.Spec:
 
 def _enqueue(s: CallState, args: int, *, request: bool) -> abi.Spec:
     limits = s.limits
-    raw_to = abi.read_string(_arg(args, 0))
-    if len(raw_to) > MAX_ADDRESS:  # checked before decoding: it may be megabytes
-        return _err("invalid-address", f"addresses are at most {MAX_ADDRESS} bytes, got {len(raw_to)}")
-    to = raw_to.decode()
+    size = abi.string_size(_arg(args, 0))
+    if size > MAX_ADDRESS:  # checked before reading: it may be megabytes
+        return _err("invalid-address", f"addresses are at most {MAX_ADDRESS} bytes, got {size}")
+    to = _text(args, 0)
     if not valid_address(to):
         return _err("invalid-address", _echo(to))
     payload = _payload(args, 1)
@@ -257,10 +264,8 @@ def _self_address(s: CallState, args: int) -> abi.Spec:
 
 def _log(s: CallState, args: int) -> None:
     limits = s.limits
-    raw = abi.read_string(_arg(args, 1))
-    size = len(raw)
-    if len(raw) > limits.max_log_record:
-        raw = raw[: limits.max_log_record]
+    size = abi.string_size(_arg(args, 1))
+    raw = abi.read_string(_arg(args, 1), limits.max_log_record)
     if s.log_bytes + len(raw) > limits.max_log_bytes:
         s.log_dropped += 1
         return
@@ -284,10 +289,9 @@ def _monotonic(s: CallState, args: int) -> abi.Spec:
 
 
 def _key(args: int) -> str | abi.Spec:
-    raw = abi.read_string(_arg(args, 0))
-    if not raw or len(raw) > MAX_KEY:
+    if not 0 < abi.string_size(_arg(args, 0)) <= MAX_KEY:
         return _err("invalid-key", f"keys are 1 to {MAX_KEY} bytes")
-    return raw.decode()
+    return _text(args, 0)
 
 
 def _charge(s: CallState, size: int) -> abi.Spec | None:
@@ -341,11 +345,10 @@ def _delete(s: CallState, args: int, key: str) -> abi.Spec:
 
 def _keys(s: CallState, args: int) -> abi.Spec:
     limit = s.limits.max_keys
-    prefix = abi.read_string(_arg(args, 0))
-    if len(prefix) > MAX_KEY:
+    if abi.string_size(_arg(args, 0)) > MAX_KEY:
         return ("ok", ("strings", []))  # no key is that long
     try:
-        keys = s.transaction().keys(prefix.decode(), limit)
+        keys = s.transaction().keys(_text(args, 0), limit)
     except StorageError as exc:
         return _err("backend", str(exc))
     if len(keys) > limit:
@@ -397,16 +400,14 @@ def _describe_args(name: str, args: int) -> str:
     payloads by length (they may be large or binary)."""
     match name:
         case "messaging.send" | "storage.set":  # (address or key, payload)
-            return f"{_echo(_text(args, 0))!r}, {len(abi.read_string(_arg(args, 1)))} B"
+            return f"{_preview(args, 0)!r}, {abi.string_size(_arg(args, 1))} B"
         case "messaging.request":
             timeout_ms = abi.Val.from_address(_arg(args, 2)).of.u32
-            return (
-                f"{_echo(_text(args, 0))!r}, {len(abi.read_string(_arg(args, 1)))} B, timeout {timeout_ms} ms"
-            )
+            return f"{_preview(args, 0)!r}, {abi.string_size(_arg(args, 1))} B, timeout {timeout_ms} ms"
         case "services.log":
-            return f"{_text(args, 0)}, {_echo(_text(args, 1))!r}"
+            return f"{_text(args, 0)}, {_preview(args, 1)!r}"
         case "storage.get" | "storage.delete" | "storage.keys":
-            return repr(_echo(_text(args, 0)))
+            return repr(_preview(args, 0))
     return ""
 
 
