@@ -23,6 +23,7 @@ from ._errors import (
     NotWasmError,
     WorldMismatchError,
 )
+from ._layout import Layout
 from ._wit import EXPECTED_EXPORTS, HANDLER, PROVIDED_INTERFACES, describe_item, instance_funcs, render_func
 
 if TYPE_CHECKING:
@@ -40,12 +41,22 @@ _HOW_TO_COMPONENTIZE = (
 )
 
 
+_ONE_OF_EACH = Layout(memories=1, tables=1)
+
+
 class Component:
     """A compiled, validated actor component. Cheap to instantiate many times;
     owned by its :class:`Engine`."""
 
     def __init__(
-        self, engine: Engine, raw: wc.Component, *, name: str, digest: str, cached: bool, memories: int = 1
+        self,
+        engine: Engine,
+        raw: wc.Component,
+        *,
+        name: str,
+        digest: str,
+        cached: bool,
+        layout: Layout = _ONE_OF_EACH,
     ) -> None:
         self.engine = engine
         #: wasmtime's compiled component.
@@ -58,7 +69,9 @@ class Component:
         self.cached = cached
         #: Linear memories its core modules define: an instance may create
         #: that many, and the memory budget is split between them.
-        self.memories = memories
+        self.memories = layout.memories
+        #: Tables its core modules define: likewise for ``max_table_elements``.
+        self.tables = layout.tables
         # Export indices are valid for every instance of this component, so
         # instantiation only has to resolve them to functions.
         handler = raw.get_export_index(HANDLER)
@@ -290,8 +303,8 @@ def _trial_link(engine: Engine, compiled: wc.Component, name: str) -> None:
         store.close()
 
 
-def known_digest(cache: Path | None, path: Path) -> tuple[str, int] | None:
-    """The SHA-256 and memory count recorded for ``path`` if the file is
+def known_digest(cache: Path | None, path: Path) -> tuple[str, Layout] | None:
+    """The SHA-256 and layout recorded for ``path`` if the file is
     unchanged since (same size, inode, mtime and ctime), so a cached load
     need not read 18 MB."""
     if cache is None:
@@ -299,14 +312,14 @@ def known_digest(cache: Path | None, path: Path) -> tuple[str, int] | None:
     try:
         entry = _index_entry(cache, path)
         recorded = entry.read_text().split()
-        if len(recorded) == 3 and recorded[0] == _stat_key(path):
-            return recorded[1], int(recorded[2])
+        if len(recorded) == 4 and recorded[0] == _stat_key(path):
+            return recorded[1], Layout(int(recorded[2]), int(recorded[3]))
     except (OSError, ValueError):
         pass
     return None
 
 
-def remember_digest(cache: Path | None, path: Path, digest: str, memories: int) -> None:
+def remember_digest(cache: Path | None, path: Path, digest: str, layout: Layout) -> None:
     if cache is None:
         return
     try:
@@ -314,7 +327,7 @@ def remember_digest(cache: Path | None, path: Path, digest: str, memories: int) 
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as out:
-            out.write(f"{_stat_key(path)} {digest} {memories}")
+            out.write(f"{_stat_key(path)} {digest} {layout.memories} {layout.tables}")
         os.replace(tmp, entry)
     except OSError:
         pass

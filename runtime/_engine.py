@@ -15,7 +15,7 @@ from wasmtime import component as wc
 
 from . import _component
 from ._host import define_host_functions
-from ._layout import count_memories
+from ._layout import Layout, count_defined
 from ._ticker import EpochTicker
 
 if TYPE_CHECKING:
@@ -71,6 +71,9 @@ class Engine:
         config.consume_fuel = True
         config.epoch_interruption = True
         config.max_wasm_stack = max_wasm_stack
+        # The GC proposal's heap is outside the linear-memory budget, and no
+        # guest toolchain here needs it.
+        config.wasm_gc = False
         self.raw = wasmtime.Engine(config)
         #: Seconds between epoch increments: call timeouts fire within one tick.
         self.epoch_tick = epoch_tick
@@ -80,7 +83,7 @@ class Engine:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         #: Part of every cache key: artifacts of another wasmtime or config are never tried.
         self.fingerprint = hashlib.sha256(
-            f"{_component.wasmtime_version()}|{platform.machine()}|fuel|epoch|stack={max_wasm_stack}".encode()
+            f"{_component.wasmtime_version()}|{platform.machine()}|fuel|epoch|nogc|stack={max_wasm_stack}".encode()
         ).hexdigest()[:16]
         self.linker = wc.Linker(self.raw)
         self.linker.add_wasip2()
@@ -110,19 +113,17 @@ class Engine:
         if path is not None:  # an unchanged file we compiled before: no need to read it
             known = _component.known_digest(self.cache_dir, path)
             if known is not None:
-                digest, memories = known
+                digest, layout = known
                 compiled = _component.load_artifact(self, digest)
             display = name or path.name
             cached = True
         if compiled is None:
-            compiled, display, digest, _, cached, memories = self._compile(source, name)
+            compiled, display, digest, _, cached, layout = self._compile(source, name)
             if path is not None:
-                _component.remember_digest(self.cache_dir, path, digest, memories)
+                _component.remember_digest(self.cache_dir, path, digest, layout)
         _component.validate(self, compiled, display)
         stem = Path(display).stem if not display.startswith("<") else display
-        return _component.Component(
-            self, compiled, name=stem, digest=digest, cached=cached, memories=memories
-        )
+        return _component.Component(self, compiled, name=stem, digest=digest, cached=cached, layout=layout)
 
     def inspect(
         self, source: str | bytes | os.PathLike[str], *, name: str | None = None
@@ -136,16 +137,16 @@ class Engine:
 
     def _compile(
         self, source: str | bytes | os.PathLike[str], name: str | None
-    ) -> tuple[wc.Component, str, str, int, bool, int]:
+    ) -> tuple[wc.Component, str, str, int, bool, Layout]:
         """Read, sniff and compile (or fetch from the cache): the compiled
         component, its display name, digest, size, whether it was cached and
-        how many linear memories it defines."""
+        the memories and tables it defines."""
         data, display = _component.read_source(source, name)
         _component.sniff(data, display)
         digest = hashlib.sha256(data).hexdigest()
         compiled, cached = _component.compile_component(self, data, display, digest)
         binary = data if data.startswith(b"\0asm") else wasmtime.wat2wasm(data)  # compiled: valid text
-        return compiled, display, digest, len(data), cached, count_memories(binary)
+        return compiled, display, digest, len(data), cached, count_defined(binary)
 
     def close(self) -> None:
         """Stop the epoch ticker. Instances must be closed first."""

@@ -44,6 +44,9 @@ WIT_VERSION = "0.1.0"
 _ADDRESS = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 MAX_ADDRESS = 255
 MAX_KEY = 1024
+#: What a log record, an output line or a stored row costs a call's budget
+#: on top of its bytes: the host's own bookkeeping for it is not free.
+RECORD_OVERHEAD = 64
 
 _LEVELS = {
     b"trace": 5,
@@ -164,6 +167,12 @@ def install(state: CallState | None) -> None:
     _current.state = state
 
 
+def current() -> CallState | None:
+    """The call state installed on this thread, if a call is under way."""
+    state: CallState | None = getattr(_current, "state", None)
+    return state
+
+
 # --- argument decoding ------------------------------------------------------
 
 
@@ -266,10 +275,11 @@ def _log(s: CallState, args: int) -> None:
     limits = s.limits
     size = abi.string_size(_arg(args, 1))
     raw = abi.read_string(_arg(args, 1), limits.max_log_record)
-    if s.log_bytes + len(raw) > limits.max_log_bytes:
+    cost = len(raw) + RECORD_OVERHEAD  # so that empty records are not free
+    if s.log_bytes + cost > limits.max_log_bytes:
         s.log_dropped += 1
         return
-    s.log_bytes += len(raw)
+    s.log_bytes += cost
     text = raw.decode(errors="ignore")  # a cut may split a character
     if size > len(raw):
         text += f"... ({size} bytes, cut to {limits.max_log_record})"
@@ -295,11 +305,19 @@ def _key(args: int) -> str | abi.Spec:
 
 
 def _charge(s: CallState, size: int) -> abi.Spec | None:
-    """Count ``size`` bytes written against the call's storage budget."""
+    """Count a write of ``size`` bytes against the call's storage budget
+    (each write costs ``RECORD_OVERHEAD`` more: a row is not free)."""
+    size += RECORD_OVERHEAD
     if s.storage_bytes + size > s.limits.storage_bytes:
         return _err("quota-exceeded", f"one call may write {s.limits.storage_bytes} bytes")
     s.storage_bytes += size
     return None
+
+
+def _backend_failed(s: CallState, exc: StorageError) -> abi.Spec:
+    # The detail (a file path, the database's words) is the host's business.
+    s.context.logger.error("storage failed: %s", exc)
+    return _err("backend", "the storage backend failed; the host logged why")
 
 
 def _storage_op(op: Callable[[CallState, int, str], abi.Spec]) -> Callable[[CallState, int], abi.Spec]:
@@ -310,7 +328,7 @@ def _storage_op(op: Callable[[CallState, int, str], abi.Spec]) -> Callable[[Call
         try:
             return op(s, args, key)
         except StorageError as exc:
-            return _err("backend", str(exc))
+            return _backend_failed(s, exc)
 
     return run
 
@@ -350,7 +368,7 @@ def _keys(s: CallState, args: int) -> abi.Spec:
     try:
         keys = s.transaction().keys(_text(args, 0), limit)
     except StorageError as exc:
-        return _err("backend", str(exc))
+        return _backend_failed(s, exc)
     if len(keys) > limit:
         return _err("quota-exceeded", f"more than {limit} keys match; ask with a longer prefix")
     return ("ok", ("strings", [k.encode() for k in keys]))

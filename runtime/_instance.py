@@ -22,7 +22,7 @@ from ._errors import (
     PayloadTooLargeError,
     StorageError,
 )
-from ._host import CallState, HostContext, ffi_error, install
+from ._host import CallState, HostContext, current, ffi_error, install
 from ._limits import encode_metadata
 from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, RequestError, Success
 from ._stdio import GuestOutput
@@ -80,14 +80,16 @@ class Instance:
         store = wasmtime.Store(engine.raw)
         self._store = store
         try:
-            # wasmtime caps each memory, not their sum: admit exactly the
-            # memories the component defines, each with an equal share.
+            # wasmtime caps each memory and table, not their sum: admit exactly
+            # the memories and tables the component defines, each with an
+            # equal share of its budget.
             memories = min(component.memories, limits.max_memories)
+            tables = min(component.tables, limits.max_tables)
             store.set_limits(
                 memory_size=limits.memory // max(1, memories),
-                table_elements=limits.max_table_elements,
+                table_elements=limits.max_table_elements // max(1, tables),
                 instances=limits.max_instances,
-                tables=limits.max_tables,
+                tables=tables,
                 memories=memories,
             )
             wasi = wasmtime.WasiConfig()  # no args, env, preopens; stdin is empty
@@ -107,6 +109,7 @@ class Instance:
     def _instantiate(self, linker: wasmtime.component.Linker) -> wasmtime.component.Instance:
         abi.set_fuel(self._ctx, self._fuel)
         abi.set_epoch_deadline(self._ctx, self._ticks)
+        outer = current()
         install(self._state)
         try:
             return linker.instantiate(self._store, self.component.raw)
@@ -126,7 +129,7 @@ class Instance:
                 f"cannot instantiate {self.component.name}{hint}: {error_chain(exc)}"
             ) from exc
         finally:
-            install(None)
+            install(outer)
             self._state.fault = None
 
     def _bind_exports(self) -> None:
@@ -294,6 +297,7 @@ class Instance:
         state.begin()
         abi.set_fuel(ctx, self._fuel)
         abi.set_epoch_deadline(ctx, self._ticks)
+        outer = current()  # a call made from inside another's host function (a logger, an audit hook)
         install(state)
         self._output.mark()
         start = time.perf_counter()
@@ -309,7 +313,7 @@ class Instance:
             if err:
                 return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
         finally:
-            install(None)
+            install(outer)
         self._settle_logs()
         abi.get_fuel(ctx, byref(self._remaining))
         fuel = self.limits.fuel - self._remaining.value

@@ -1,4 +1,4 @@
-"""How many linear memories a component defines, read from its binary.
+"""How many linear memories and tables a component defines, read from its binary.
 
 wasmtime's store limits cap each linear memory, not their sum, and
 wasmtime-py offers no limiter callback. The instance's memory budget is made
@@ -8,18 +8,34 @@ Store then admits exactly that many memories, each capped at the budget
 divided by their number. A component that would create more memories than
 it defines (a module instantiated twice) fails to instantiate.
 
+Tables are bounded the same way: the Store admits the tables the
+component defines, and each may hold ``max_table_elements`` divided by their
+number.
+
 Only the structure wasmtime already validated is read: the component was
 compiled before this runs.
 """
 
 from __future__ import annotations
 
-__all__ = ["count_memories"]
+from typing import NamedTuple
+
+__all__ = ["Layout", "count_defined"]
 
 _HEADER = 8
 _CORE_MODULE = 1
 _COMPONENT = 4
+_TABLE = 4  # inside a core module
 _MEMORY = 5
+
+
+class Layout(NamedTuple):
+    """What an instance of a component will create."""
+
+    #: Linear memories its core modules define.
+    memories: int
+    #: Tables its core modules define.
+    tables: int
 
 
 def _leb(data: bytes | bytearray, pos: int) -> tuple[int, int]:
@@ -44,19 +60,23 @@ def _sections(data: bytes | bytearray, start: int, end: int) -> list[tuple[int, 
     return found
 
 
-def _walk(data: bytes | bytearray, start: int, end: int) -> int:
-    count = 0
+def _walk(data: bytes | bytearray, start: int, end: int) -> Layout:
+    memories = tables = 0
     for section, body, stop in _sections(data, start, end):
         if section == _CORE_MODULE:
-            for inner, mem_body, _ in _sections(data, body, stop):
+            for inner, inner_body, _ in _sections(data, body, stop):
                 if inner == _MEMORY:
-                    count += _leb(data, mem_body)[0]
+                    memories += _leb(data, inner_body)[0]
+                elif inner == _TABLE:
+                    tables += _leb(data, inner_body)[0]
         elif section == _COMPONENT:
-            count += _walk(data, body, stop)
-    return count
+            nested = _walk(data, body, stop)
+            memories += nested.memories
+            tables += nested.tables
+    return Layout(memories, tables)
 
 
-def count_memories(data: bytes | bytearray) -> int:
-    """The linear memories defined by the core modules of the component in
-    ``data`` (a binary; imported memories are not counted)."""
+def count_defined(data: bytes | bytearray) -> Layout:
+    """The linear memories and tables defined by the core modules of the
+    component in ``data`` (a binary; imported ones are not counted)."""
     return _walk(data, 0, len(data))

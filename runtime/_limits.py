@@ -83,10 +83,11 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_instances: int = 100
     #: Tables in the store.
     max_tables: int = 100
-    #: Elements in any one table.
+    #: Table elements, summed over the instance's tables (~8 bytes each).
     max_table_elements: int = 1_000_000
-    #: Linear memories in the store.
-    max_memories: int = 100
+    #: Linear memories in the store. Each reserves ~6 GiB of address space
+    #: (not memory), so the default is low.
+    max_memories: int = 8
 
     def __post_init__(self) -> None:
         for name in (
@@ -142,7 +143,7 @@ def encode_metadata(
     ``max_headers`` headers, or metadata (sender and headers) over
     ``max_metadata`` bytes.
     """
-    if not isinstance(payload, bytes | bytearray | memoryview):
+    if type(payload) is not bytes:  # not a subclass either: its methods could lie
         raise InvalidMessageError(f"a payload is bytes, not {type(payload).__name__}")
     if len(payload) > limits.max_payload:
         raise PayloadTooLargeError(
@@ -176,7 +177,7 @@ def _utf8(text: object, what: str, left: int, over: InvalidMessageError) -> byte
     if len(text) > left:  # before encoding: UTF-8 is never shorter than the characters
         raise over
     try:
-        raw = text.encode()
+        raw = str.encode(text)  # not text.encode(): a subclass could override it
     except UnicodeEncodeError as exc:
         raise InvalidMessageError(
             f"{what} is not valid Unicode: {exc.reason} at position {exc.start}"
@@ -207,7 +208,7 @@ class _ManifestLimits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
     max_instances: Positive = 100
     max_tables: Positive = 100
     max_table_elements: Positive = 1_000_000
-    max_memories: Positive = 100
+    max_memories: Positive = 8
 
 
 class _ManifestBuild(msgspec.Struct, forbid_unknown_fields=True):

@@ -8,6 +8,7 @@ from typing import Any
 __all__ = ["GuestOutput"]
 
 _MAX_LINE = 8192
+_LINE_OVERHEAD = 64  # as RECORD_OVERHEAD in _host
 _TAIL = 4096
 
 
@@ -54,14 +55,15 @@ class GuestOutput:
                 rest = b""
             self._partial[stream] = rest
             for line in lines:
-                if self.budget is not None and self._logged + len(line) > self.budget:
+                cost = len(line) + _LINE_OVERHEAD  # empty lines are not free
+                if self.budget is not None and self._logged + cost > self.budget:
                     if not self._dropping:
                         self._dropping = True
                         self.logger.warning(
                             "dropping stdout/stderr: one call may print %d bytes", self.budget
                         )
                     continue
-                self._logged += len(line)
+                self._logged += cost
                 self.logger.log(level, "%s: %s", stream, line[:_MAX_LINE].decode(errors="replace"))
         except Exception:  # noqa: BLE001 - a logging failure must not reach wasmtime
             pass

@@ -22,12 +22,27 @@ _OOM_FRAME = re.compile(r"(^|[!:_])(oom|out_of_memory|alloc_error|handle_alloc_e
 _FRAME = re.compile(r"^\s*\d+:\s+0x[0-9a-f]+\s+-\s+(.*)$")
 
 
+# A crash record travels to events, stats and logs on every crash: its size
+# must not follow the guest's (function names, backtrace depth are the guest's).
+_MAX_FRAMES = 64
+_MAX_FRAME = 200
+_MAX_DETAIL = 8192
+_MAX_MESSAGE = 1024
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def classify(error: BaseException, fault: BaseException | None, output: GuestOutput) -> Crash:
     """Turn wasmtime's error for a failed call into a :class:`Crash`."""
     detail = str(error)
     lines = detail.splitlines()
-    frames = tuple(m.group(1).strip() for line in lines if (m := _FRAME.match(line)))
-    message = _headline(lines)
+    frames = tuple(
+        _cut(m.group(1).strip(), _MAX_FRAME) for line in lines[: _MAX_FRAMES * 4] if (m := _FRAME.match(line))
+    )[:_MAX_FRAMES]
+    message = _cut(_headline(lines), _MAX_MESSAGE)
+    detail = _cut(detail, _MAX_DETAIL)
     if fault is not None:
         return Crash(CrashKind.HOST_FAULT, f"host fault: {type(fault).__name__}: {fault}", frames, detail)
     if _FUEL in detail:

@@ -44,6 +44,20 @@ BAD_CALLS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("malformed header", {"headers": ["hv"]}, InvalidMessageError, "(name, value) pair"),
     ("oversized payload", {"payload": b"x" * (WAT.max_payload + 1)}, PayloadTooLargeError, "exceeds"),
     ("str payload", {"payload": "text"}, InvalidMessageError, "bytes, not str"),
+    ("bytearray payload", {"payload": bytearray(b"x")}, InvalidMessageError, "bytes, not bytearray"),
+    ("memoryview payload", {"payload": memoryview(b"x")}, InvalidMessageError, "bytes, not memoryview"),
+    (
+        "bytes subclass",
+        {"payload": type("B", (bytes,), {"isascii": lambda self: 1})(b"x")},
+        InvalidMessageError,
+        "not B",
+    ),
+    (
+        "lying str subclass",
+        {"sender": type("S", (str,), {"encode": lambda self, *a: b"ok"})(LONE_SURROGATE)},
+        InvalidMessageError,
+        "sender is not valid Unicode",
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from tests.guests import wat_component, wat_guest
 from tests.guests.hostile import calling_guest
 from wasmactors.runtime import (
     AppError,
+    CompileError,
     Component,
     CrashKind,
     Engine,
@@ -281,7 +282,7 @@ def test_the_memory_limit_bounds_the_sum_of_all_memories(engine: Engine) -> None
     """Eight extra memories growing as far as they may stay within 2 MiB together."""
     component = engine.load(_memory_modules(8))
     assert component.memories == 9
-    with Instance(component, Limits(memory=2 * MiB, fuel=10**9, timeout=5)) as inst:
+    with Instance(component, Limits(memory=2 * MiB, fuel=10**9, timeout=5, max_memories=16)) as inst:
         result = inst.handle_message(b"", request=True)
     assert isinstance(result.outcome, Success)
     assert result.outcome.reply is not None
@@ -367,3 +368,121 @@ def test_an_application_error_message_is_cut(engine: Engine) -> None:
         result = inst.handle_message(b"e" * MiB, request=True)
     assert isinstance(result.outcome, AppError)
     assert result.outcome.message == "e" * 4096 + f"... ({MiB} bytes)"
+
+
+def _table_guest(count: int) -> bytes:
+    """A guest whose ``count`` tables each grow until refused; it replies with
+    as many bytes as the elements it got, in thousands."""
+    tables = " ".join(f"(table $t{i} 0 funcref)" for i in range(count))
+    grows = " ".join(
+        f"(block $d{i} (loop $l{i} (br_if $d{i} (i32.eq (table.grow $t{i} (ref.null func) (i32.const 1000)) "
+        f"(i32.const -1))) (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l{i})))"
+        for i in range(count)
+    )
+    body = (
+        f"{tables} (func $handle (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32) (local $n i32) "
+        f"{grows} (call $reply_some (local.get 4) (local.get $n)))"
+    )
+    return wat_component(body)
+
+
+def test_table_elements_are_bounded_summed_over_tables(engine: Engine) -> None:
+    """Ten tables growing as far as they may hold max_table_elements together, not ten times it."""
+    component = engine.load(_table_guest(10))
+    assert component.tables == 10
+    limits = Limits(memory=4 * MiB, fuel=10**9, timeout=5.0, max_table_elements=100_000)
+    with Instance(component, limits) as inst:
+        result = inst.handle_message(b"k" * 1000, request=True)
+    assert isinstance(result.outcome, Success)
+    assert result.outcome.reply is not None
+    assert 0 < len(result.outcome.reply) * 1000 <= 100_000
+
+
+def test_the_gc_proposal_is_off(engine: Engine) -> None:
+    """A GC heap would sit outside the memory budget: components using GC types do not compile."""
+    with pytest.raises(CompileError, match="gc"):
+        engine.load(b"(component (core module (type (array (mut i8)))))")
+
+
+def test_more_memories_than_max_memories_fail_to_instantiate(engine: Engine) -> None:
+    """Each memory reserves gigabytes of address space: the default admits eight."""
+    component = engine.load(_memory_modules(9))
+    assert component.memories == 10
+    with pytest.raises(InstantiationError, match="memor"):
+        Instance(component, Limits(memory=8 * MiB, fuel=10**9, timeout=5))
+
+
+def test_empty_log_records_are_not_free(engine: Engine, records: list[logging.LogRecord]) -> None:
+    """5,000 empty records: each costs RECORD_OVERHEAD, so at most max_log_bytes / 64 are logged."""
+    source = calling_guest(
+        _flood(
+            "(call $services.log (i32.const 2) (i32.const 80) (i32.const 0)) "
+            "(i32.store8 (i32.const 128) (i32.const 0))",
+            5000,
+        ),
+        "services.log",
+    )
+    _run(engine, source, b"x" * 5000, HostContext(logger=logging.getLogger("test.hostile")))
+    logged = [r for r in records if r.getMessage() == ""]
+    assert 0 < len(logged) <= LIMITS.max_log_bytes // 64
+
+
+def test_empty_storage_writes_are_not_free(engine: Engine) -> None:
+    """Many writes of empty values: each row costs RECORD_OVERHEAD against max_storage_bytes."""
+    storage = MemoryStorage()
+    limits = Limits(memory=4 * MiB, fuel=10**9, timeout=5.0, max_storage_bytes=64 * KiB)
+    source = calling_guest(
+        _flood(
+            "(call $storage.set (i32.const 64) (i32.const 3) (local.get 4) (i32.const 0) (i32.const 128))",
+            676,
+        ),
+        "storage.set",
+    )
+    with Instance(engine.load(source), limits, HostContext(storage=storage)) as inst:
+        assert inst.handle_message(b"x" * 676, request=True).ok
+    assert 0 < len(storage.keys("anonymous", "")) <= 64 * KiB // 64
+
+
+def test_a_crash_record_does_not_grow_with_the_guest(engine: Engine) -> None:
+    """A 100 KB function name on a deep backtrace gives a crash record of a few KiB."""
+    name = "f" * 100_000
+    body = (
+        f"(func ${name} (param i64) (result i64) "
+        f"(i64.add (call ${name} (i64.add (local.get 0) (i64.const 1))) "
+        f"(i64.const 1))) (func $handle (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32) "
+        f"(drop (call ${name} (i64.const 0))) (unreachable))"
+    )
+    with Instance(engine.load(wat_component(body)), LIMITS) as inst:
+        result = inst.handle_message(b"")
+    crash = result.outcome
+    assert result.crashed
+    assert len(crash.backtrace) <= 64  # type: ignore[union-attr]
+    assert all(len(frame) < 300 for frame in crash.backtrace)  # type: ignore[union-attr]
+    assert len(crash.detail) < 9000  # type: ignore[union-attr]
+    assert len(crash.message) < 1100  # type: ignore[union-attr]
+
+
+def test_a_call_made_from_inside_a_host_call_leaves_the_outer_call_intact(engine: Engine) -> None:
+    """An audit hook that calls another instance: the outer guest's next host call still works."""
+    inner = Instance(engine.load(wat_guest("echo")), LIMITS)
+    inner_replies: list[bytes | None] = []
+
+    def audit(call: object) -> None:
+        inner_replies.append(getattr(inner.handle_message(b"inner", request=True).outcome, "reply", None))
+
+    call = "(call $storage.set (i32.const 64) (i32.const 3) (local.get 4) (local.get 5) (i32.const 128))"
+    head = "(func $handle (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)"
+    body = f"{head} {call} {call} (call $reply_none))"
+    storage = MemoryStorage()
+    with (
+        inner,
+        Instance(
+            engine.load(calling_guest(_KEYS + body, "storage.set")),
+            LIMITS,
+            HostContext(storage=storage, audit=audit),
+        ) as outer,
+    ):
+        result = outer.handle_message(b"v", request=True)
+    assert result.ok, result.outcome
+    assert inner_replies == [b"inner", b"inner"]
+    assert len(storage.keys("anonymous", "")) == 1
