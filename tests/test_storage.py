@@ -22,13 +22,14 @@ from wasmactors.runtime import (
 from .conftest import LIMITS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, db_path: Path) -> StorageBackend:
+def backend(request: pytest.FixtureRequest, db_path: Path) -> Iterator[StorageBackend]:
     store: StorageBackend = MemoryStorage() if request.param == "memory" else SQLiteStorage(db_path)
-    yield store  # type: ignore[misc]
+    yield store
     store.close()
 
 
