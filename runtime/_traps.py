@@ -20,6 +20,12 @@ _INTERRUPT = "interrupt"
 _OOM = re.compile(rb"memory allocation of \d+ bytes failed|MemoryError|out of memory", re.IGNORECASE)
 _OOM_FRAME = re.compile(r"(^|[!:_])(oom|out_of_memory|alloc_error|handle_alloc_error)\b")
 _FRAME = re.compile(r"^\s*\d+:\s+0x[0-9a-f]+\s+-\s+(.*)$")
+# A guest's own account of its failure on stderr: a Python or JavaScript
+# exception line (`TypeError: ...`, `app.Oops: ...`), a Rust panic.
+_ERROR_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?::|$)|thread '.*' panicked at )"
+)
+_MAX_REASON = 300
 
 
 def classify(error: BaseException, fault: BaseException | None, output: GuestOutput) -> Crash:
@@ -28,6 +34,9 @@ def classify(error: BaseException, fault: BaseException | None, output: GuestOut
     lines = detail.splitlines()
     frames = tuple(m.group(1).strip() for line in lines if (m := _FRAME.match(line)))
     message = _headline(lines)
+    reason = guest_error_line(output.stderr_tail)
+    if reason:
+        message = f"{reason} ({message})"
     if fault is not None:
         return Crash(CrashKind.HOST_FAULT, f"host fault: {type(fault).__name__}: {fault}", frames, detail)
     if _FUEL in detail:
@@ -39,6 +48,22 @@ def classify(error: BaseException, fault: BaseException | None, output: GuestOut
     else:
         kind = CrashKind.TRAP
     return Crash(kind, message, frames, detail)
+
+
+def guest_error_line(stderr: bytes) -> str:
+    """The last line of ``stderr`` in which the guest named its error (the
+    last line of a Python traceback, a JavaScript exception, a Rust panic);
+    a JavaScript engine's message before its ``Stack:``; else ``""``."""
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
+    named = [line for line in lines if _ERROR_LINE.match(line)]
+    if named:
+        return _cap(named[-1])
+    stacks = [n for n, line in enumerate(lines) if line == "Stack:" and n > 0 and lines[n - 1]]
+    return _cap(lines[stacks[-1] - 1]) if stacks else ""
+
+
+def _cap(line: str) -> str:
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 1] + "…"
 
 
 def _trap_line(lines: list[str]) -> str:
