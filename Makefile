@@ -14,6 +14,9 @@ GUESTS := examples/echo/build/echo.wasm \
           examples/supervision/build/supervision.wasm \
           examples/http-service/build/http-service.wasm \
           tests/guests/kitchen/build/kitchen.wasm
+# JavaScript guests (componentize-js; `wasmactors build` installs it with npm
+# into ~/.cache/wasmactors/toolchains on first use). Skipped without node.
+JS_GUESTS := $(if $(shell command -v node && command -v npm),examples/polyglot/tally/build/tally.wasm)
 
 .PHONY: all setup guests lint typecheck test demo bench clean FORCE
 
@@ -45,7 +48,10 @@ setup: $(STAMP)
 $(GUESTS): %.wasm: $$(wildcard $$(dir $$(@D))*.py) $(WIT) | $(STAMP)
 	@$(BIN)/wasmactors build $(dir $(@D)) --output $@ --no-check
 
-guests: $(GUESTS)
+$(JS_GUESTS): %.wasm: $$(wildcard $$(dir $$(@D))*.js) $(WIT) | $(STAMP)
+	@$(BIN)/wasmactors build $(dir $(@D)) --output $@ --no-check
+
+guests: $(GUESTS) $(JS_GUESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

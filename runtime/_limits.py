@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -98,6 +98,7 @@ class _ManifestLimits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
 class _ManifestBuild(msgspec.Struct, forbid_unknown_fields=True):
     module: str = "app"
     path: str = "."
+    language: Literal["python", "javascript"] | None = None
 
 
 class _ManifestFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -109,20 +110,24 @@ class _ManifestFile(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class GuestBuild(msgspec.Struct, frozen=True):
-    """How to build a Python guest from source (a manifest's ``[build]`` table)::
+    """How to build a guest from source (a manifest's ``[build]`` table)::
 
         [build]
-        module = "app"     # the module defining `Handler` (default "app")
+        module = "app"     # the module defining `Handler` (default "app"), or "app.js"
         path = "."         # its folder, relative to the manifest (default ".")
+        language = "python"  # or "javascript"; default: from module's extension
 
-    ``wasmactors build`` and ``wasmactors run`` rebuild the component with
-    componentize-py when it is missing or older than a ``.py`` file there.
+    ``wasmactors build`` and ``wasmactors run`` rebuild the component (with
+    componentize-py, or componentize-js) when it is missing or older than a
+    source file there.
     """
 
-    #: The guest's main module.
+    #: The guest's main module (Python) or entry file (JavaScript).
     module: str
     #: Absolute path of the folder holding it.
     path: Path
+    #: ``"python"`` or ``"javascript"``; ``None``: from the module's extension.
+    language: str | None = None
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -183,7 +188,11 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         base = source.parent if source else Path.cwd()
         component = (base / data.component).resolve()
         name = data.name or (source.parent.name if source else component.stem)
-        build = GuestBuild(data.build.module, (base / data.build.path).resolve()) if data.build else None
+        build = (
+            GuestBuild(data.build.module, (base / data.build.path).resolve(), data.build.language)
+            if data.build
+            else None
+        )
         return cls(
             name=name,
             component=component,
