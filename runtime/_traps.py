@@ -23,7 +23,7 @@ _FRAME = re.compile(r"^\s*\d+:\s+0x[0-9a-f]+\s+-\s+(.*)$")
 # A guest's own account of its failure on stderr: a Python or JavaScript
 # exception line (`TypeError: ...`, `app.Oops: ...`), a Rust panic.
 _ERROR_LINE = re.compile(
-    r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)(?::|$)|thread '.*' panicked at )"
+    r"^(?:(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit|Interrupt)(?::|$)|thread '.*' panicked at )"
 )
 _MAX_REASON = 300
 

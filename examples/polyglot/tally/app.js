@@ -29,10 +29,20 @@ function guarded(handler) {
       return handler(...args);
     } catch (error) {
       if (error instanceof AppError) throw { message: error.message };
-      console.error(`${error?.name ?? "Error"}: ${error?.message ?? error}`);
+      console.error(describe(error));
       throw { message: Symbol("crash") };
     }
   };
+}
+
+// A refused host call (an import's `err`) throws an Error whose `payload`
+// is the WIT error variant, e.g. {tag: "invalid-key", val: "keys are 1 to 1024 bytes"}.
+function describe(error) {
+  const payload = error?.payload;
+  if (payload?.tag !== undefined) {
+    return `${error.name}: ${payload.tag}${payload.val === undefined ? "" : `: ${payload.val}`}`;
+  }
+  return `${error?.name ?? "Error"}: ${error?.message ?? String(error)}`;
 }
 
 function handleMessage(msg) {
