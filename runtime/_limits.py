@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from pathlib import Path
@@ -171,9 +172,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         where = str(source) if source else "<manifest>"
         data = decode_toml(text, _ManifestFile, where, ManifestError)
         lim = data.limits
+        memory = _parse_memory(lim.memory, where)
         try:
             limits = Limits(
-                memory=parse_size(lim.memory),
+                memory=memory,
                 fuel=lim.fuel,
                 timeout=lim.timeout_ms / 1000,
                 max_payload=parse_size(lim.max_payload),
@@ -203,20 +205,84 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+#: No component runs in less than one 64 KiB page; a bare number below it is
+#: a forgotten unit (``memory = 64`` meaning 64 MiB), refused at load.
+_MIN_MEMORY = 64 * KiB
+
+
+def _parse_memory(value: int | str, where: str) -> int:
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise ManifestError(f"{where}: key `limits.memory`: {exc}") from exc
+    if size < _MIN_MEMORY:
+        raise ManifestError(
+            f"{where}: key `limits.memory`: {value!r} is {size} bytes, less than any component needs "
+            f'(one 64 KiB page); give a unit, e.g. memory = "{value} MiB"'
+        )
+    return size
+
+
 def decode_toml(text: bytes | str, type: type[T], where: str, error: type[Exception]) -> T:
     """Decode a TOML file into ``type``; ``error`` says where and which key is wrong."""
     try:
         return msgspec.toml.decode(text, type=type)
     except msgspec.ValidationError as exc:
-        raise error(f"{where}: {explain_validation(str(exc))}") from exc
+        raise error(f"{where}: {explain_validation(str(exc), type)}") from exc
     except msgspec.DecodeError as exc:
         raise error(f"{where}: not valid TOML: {exc}") from exc
 
 
-def explain_validation(message: str) -> str:
-    """Turn msgspec's ``... - at `$.limits.fuel` `` into ``key `limits.fuel`: ...``."""
+_UNKNOWN = re.compile(r"^Object contains unknown field `(.+)`$")
+_BAD_ENUM = re.compile(r"^Invalid enum value '(.*)'$")
+
+
+def explain_validation(message: str, type: object = None) -> str:
+    """Turn msgspec's ``... - at `$.limits.fuel` `` into ``key `limits.fuel`: ...``;
+    with the decoded ``type``, a misspelt key gets the closest valid one and a
+    wrong enum value the list of valid ones."""
     text, sep, where = message.rpartition(" - at `$")
     if not sep:
-        return message
+        text, where = message, ""
     key = where.rstrip("`").lstrip(".")
+    if type is not None:
+        text += _hint(text, key, type)
     return f"key `{key}`: {text}" if key else text
+
+
+def _hint(text: str, key: str, type: object) -> str:
+    names: set[str] = set()
+    choices: dict[str, tuple[object, ...]] = {}
+    _collect(msgspec.inspect.type_info(type), names, choices, set())
+    if unknown := _UNKNOWN.match(text):
+        close = difflib.get_close_matches(unknown.group(1), sorted(names), n=1)
+        return f"; did you mean `{close[0]}`?" if close else ""
+    if bad := _BAD_ENUM.match(text):
+        field = re.sub(r"\[\d+\]", "", key.rpartition(".")[2])
+        values = [str(v) for v in choices.get(field, ())]
+        if not values:
+            return ""
+        close = difflib.get_close_matches(bad.group(1), values, n=1)
+        return f" (valid: {', '.join(values)})" + (f"; did you mean '{close[0]}'?" if close else "")
+    return ""
+
+
+def _collect(
+    info: msgspec.inspect.Type, names: set[str], choices: dict[str, tuple[object, ...]], seen: set[int]
+) -> None:
+    """Every field name of the structs reachable from ``info``, and the
+    values of the Literal-typed ones."""
+    if id(info) in seen:
+        return
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.StructType):
+        for field in info.fields:
+            names.add(field.encode_name)
+            if isinstance(field.type, msgspec.inspect.LiteralType):
+                choices[field.encode_name] = field.type.values
+            _collect(field.type, names, choices, seen)
+    elif isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            _collect(member, names, choices, seen)
+    elif isinstance(info, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
+        _collect(info.item_type, names, choices, seen)
