@@ -283,7 +283,8 @@ def test_version_and_verbose_before_or_after_the_command(tmp_path: Path) -> None
     with pytest.raises(SystemExit) as exit_:
         main(["--version"], out=io.StringIO(), err=io.StringIO())
     assert exit_.value.code == 0
-    for argv in (["-v", "inspect", tmp_path / "nope.wasm"], ["inspect", tmp_path / "nope.wasm", "--verbose"]):
+    missing = str(tmp_path / "nope.wasm")
+    for argv in (["-v", "inspect", missing], ["inspect", missing, "--verbose"]):
         code, _, err = cli(*argv)
         assert code == 1
         assert "Traceback (most recent call last)" in err
