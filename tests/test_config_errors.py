@@ -1,6 +1,6 @@
-"""Topology and manifest mistakes a newcomer makes are named at load, with
-the fix: the valid values of an enum, the closest key to a typo, a memory
-size without its unit."""
+"""Mistakes a newcomer makes are named plainly: topology and manifest errors
+at load, with the fix (the valid values of an enum, the closest key to a
+typo, a memory size without its unit), and a failed spawn as itself."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from wasmactors.actors import Topology, TopologyError
-from wasmactors.runtime import Manifest, ManifestError
+from wasmactors.actors import ActorSystem, Topology, TopologyError
+from wasmactors.runtime import Engine, Manifest, ManifestError, MemoryStorage, NotWasmError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,3 +51,13 @@ def test_a_misspelt_manifest_key_suggests_the_closest() -> None:
     text = 'component = "x.wasm"\n[limits]\nmemory = "8 MiB"\nfule = 1\ntimeout-ms = 1\n'
     with pytest.raises(ManifestError, match=r"unknown field `fule`; did you mean `fuel`\?"):
         Manifest.parse(text)
+
+
+@pytest.mark.anyio
+async def test_a_failed_spawn_in_an_actor_system_block_is_the_single_error(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The block's own error leaves `async with ActorSystem()` as itself, not in an ExceptionGroup."""
+    with pytest.raises(NotWasmError, match="cannot read"):
+        async with ActorSystem(engine=engine, storage=MemoryStorage()) as system:
+            await system.spawn("x", tmp_path / "missing.wasm")
