@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["Component", "ComponentInfo"]
 
 _log = logging.getLogger("wasmactors.runtime")
+#: Components at least this big take seconds to compile: their first load is announced.
+ANNOUNCE_COMPILE = 1024 * 1024
 
 _MAGIC = b"\0asm"
 _CORE_VERSION = b"\x01\x00\x00\x00"
@@ -177,7 +179,7 @@ def compile_component(engine: Engine, data: bytes, name: str, digest: str) -> tu
     if cached is not None:
         return cached, True
     artifact = _artifact(engine, digest)
-    if len(data) > 1 * 1024 * 1024:  # guests compile for 10-50 s: say why nothing happens
+    if len(data) >= ANNOUNCE_COMPILE:  # guests compile for 10-50 s: say why nothing happens
         _log.info(
             "compiling %s (%.1f MiB) with wasmtime: the first load of a component takes a while%s",
             name,

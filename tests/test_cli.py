@@ -410,3 +410,19 @@ def test_cache_lists_prunes_and_bounds_the_artifacts(tmp_path: Path, monkeypatch
     code, out, _ = cli("cache", "--clear")
     assert code == 0
     assert "artifacts  0, 0.0 MiB" in out
+
+
+def test_a_first_compile_says_so_before_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wasmtime's first compile of a big component is announced (a log line) before the wait."""
+    from wasmactors.runtime import _component
+
+    monkeypatch.setattr(_component, "ANNOUNCE_COMPILE", 0)  # a WAT guest compiles fast; pretend it is big
+    monkeypatch.setenv("WASMACTORS_CACHE_DIR", str(tmp_path / "cache"))
+    path = wat_file(tmp_path, "echo")
+    code, _, err = cli("call", path, "hi")
+    assert code == 0
+    assert err.startswith(
+        "   info [wasmactors.runtime] compiling echo.wat (0.0 MiB) with wasmtime: the first load"
+    )
+    code, _, err = cli("call", path, "hi")  # from the cache: nothing to announce
+    assert (code, err) == (0, "")
