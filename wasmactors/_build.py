@@ -183,11 +183,11 @@ def build(guest: GuestSource, wit: Path, *, progress: Callable[[str], None] | No
 
         command = _jsbuild.command(guest.entry, wit, tmp, progress=progress)
         tool, env = "componentize-js", os.environ.copy()
-        about = "about 30 s"
+        about = "about 30 s; more on first use"
     else:
         command = _python_command(guest, wit, tmp)
         tool, env = "componentize-py", None
-        about = "about 15-30 s"
+        about = "about 10-30 s"
     if progress:
         progress(f"building {guest.name} from {guest.entry} with {tool} ({about})")
     with tempfile.TemporaryDirectory(prefix="wasmactors-build-") as scratch:
