@@ -27,6 +27,7 @@ from ..runtime import (
     CrashKind,
     HostContext,
     Instance,
+    InvalidMessageError,
     Limits,
     PayloadTooLargeError,
     RequestError,
@@ -330,6 +331,7 @@ class ComponentCell(Cell):
             resolve=system.transport.knows,
             next_request_id=self._request_id,
             logger=logging.LoggerAdapter(logging.getLogger("wasmactors.guest"), {"actor": address}),
+            pending_requests=self.pending.__len__,
         )
 
     @property
@@ -385,10 +387,15 @@ class ComponentCell(Cell):
         if rest:
             self.mailbox.push_front(rest)
 
-    async def _after(self, envelope: Envelope, result: CallResult | PayloadTooLargeError) -> None:
+    async def _after(self, envelope: Envelope, result: CallResult | InvalidMessageError) -> None:
         stats = self.stats
-        if isinstance(result, PayloadTooLargeError):
-            self.system.undeliverable(envelope, DeadLetterReason.PAYLOAD_TOO_LARGE, str(result))
+        if isinstance(result, InvalidMessageError):
+            reason = (
+                DeadLetterReason.PAYLOAD_TOO_LARGE
+                if isinstance(result, PayloadTooLargeError)
+                else DeadLetterReason.INVALID_MESSAGE
+            )
+            self.system.undeliverable(envelope, reason, str(result))
             await self.reply(envelope, RequestError(RequestFailure.APP_ERROR, str(result)))
             return
         stats.handled += 1
@@ -430,9 +437,9 @@ class ComponentCell(Cell):
 
 def _turn(
     instance: Instance, batch: list[Envelope]
-) -> tuple[list[tuple[Envelope, CallResult | PayloadTooLargeError]], list[Envelope]]:
+) -> tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]:
     """Run a batch on a worker thread; stop at the first crash."""
-    done: list[tuple[Envelope, CallResult | PayloadTooLargeError]] = []
+    done: list[tuple[Envelope, CallResult | InvalidMessageError]] = []
     for i, envelope in enumerate(batch):
         try:
             if envelope.kind in (Kind.REPLY, Kind.CALLBACK):
@@ -448,7 +455,7 @@ def _turn(
                     request=envelope.kind is Kind.REQUEST,
                     headers=envelope.headers,
                 )
-        except PayloadTooLargeError as exc:
+        except InvalidMessageError as exc:
             done.append((envelope, exc))
             continue
         done.append((envelope, result))

@@ -36,6 +36,9 @@ class DeadLetterReason(enum.StrEnum):
     UNEXPECTED_REPLY = "unexpected-reply"
     #: The payload exceeds the recipient's ``max_payload``.
     PAYLOAD_TOO_LARGE = "payload-too-large"
+    #: A sender or header the recipient cannot take: not valid Unicode, or
+    #: over its ``max_metadata`` / ``max_headers``.
+    INVALID_MESSAGE = "invalid-message"
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

@@ -26,14 +26,15 @@ from ..messaging import (
 from ..runtime import (
     Component,
     Engine,
+    InvalidMessageError,
     Limits,
     Manifest,
     Outgoing,
-    PayloadTooLargeError,
     RequestError,
     RequestFailure,
     SQLiteStorage,
     StorageBackend,
+    encode_metadata,
 )
 from ._cell import Cell, ComponentCell, NativeSource, RestartType
 from ._errors import (
@@ -56,6 +57,10 @@ if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
 __all__ = ["ActorRef", "ActorSystem", "TypedRef"]
+
+#: Native actors take payloads of any size; their senders and headers are
+#: still checked (they may leave the process one day).
+_ANY_PAYLOAD = Limits(memory=1, fuel=1, timeout=1, max_payload=2**62)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -111,10 +116,12 @@ class ActorRef:
         correlation_id: int | None = None,
     ) -> Envelope:
         cell = self.system.registry.lookup(self.address)
-        if isinstance(cell, ComponentCell) and len(payload) > cell.limits.max_payload:
-            raise PayloadTooLargeError(
-                f"payload of {len(payload)} bytes exceeds {self.address}'s limit of {cell.limits.max_payload}"
-            )
+        # Untrusted input: checked here, in the caller, before anything is queued.
+        limits = cell.limits if isinstance(cell, ComponentCell) else _ANY_PAYLOAD
+        try:
+            encode_metadata(limits, payload, sender, headers)
+        except InvalidMessageError as exc:
+            raise type(exc)(f"message to {self.address}: {exc}") from None
         return Envelope(
             recipient=self.address,
             payload=payload,

@@ -7,7 +7,8 @@
 Scenarios: calls (the call floor vs stock wasmtime-py and Extism), actors (tell
 throughput and ask latency vs Pykka and the anyio floor), pipeline, fanout,
 lifecycle (load, instantiate, restart, 1,000 actors), limits (the cost of fuel
-and epoch interruption). Nothing here asserts a timing: it measures and reports.
+and epoch interruption), timeouts (how late a 50 ms timeout fires under
+GIL load). Nothing here asserts a timing: it measures and reports.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import Any
 
 from wasmactors.runtime import Engine
 
-from . import actors, calls, fanout, lifecycle, limits, pipeline, report
+from . import actors, calls, fanout, lifecycle, limits, pipeline, report, timeouts
 from ._util import ROOT, machine
 
-SCENARIOS = ("calls", "actors", "pipeline", "fanout", "lifecycle", "limits")
+SCENARIOS = ("calls", "actors", "pipeline", "fanout", "lifecycle", "limits", "timeouts")
 
 
 def run(only: tuple[str, ...], *, quick: bool, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -49,6 +50,8 @@ def run(only: tuple[str, ...], *, quick: bool, cache_dir: Path | None = None) ->
                 results[name] = lifecycle.run(engine, quick=quick)
             elif name == "limits":
                 results[name] = limits.run(quick=quick)
+            elif name == "timeouts":
+                results[name] = timeouts.run(quick=quick)
             print(f"    {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     results["elapsed_s"] = time.perf_counter() - started
     return results

@@ -29,6 +29,10 @@ def _time_call(fuel: bool, epoch: bool, iterations_m: int, repeats: int) -> dict
     engine = wasmtime.Engine(config)
     component = wc.Component(engine, wat_guest("fuel_burner"))
     store = wasmtime.Store(engine)
+    if fuel:  # instantiating the guest's core modules may run wasm
+        store.set_fuel(10**9)
+    if epoch:
+        store.set_epoch_deadline(10**6)
     instance = wc.Linker(engine).instantiate(store, component)
     iface = instance.get_export_index(store, "wasmactors:actor/handler@0.1.0")
     func = instance.get_func(store, instance.get_export_index(store, "handle-message", iface))

@@ -15,10 +15,12 @@ from ._errors import (
     CompileError,
     ComponentError,
     CoreModuleError,
+    ImportMismatchError,
     InstanceBrokenError,
     InstanceBusyError,
     InstanceClosedError,
     InstantiationError,
+    InvalidMessageError,
     ManifestError,
     MissingImportsError,
     NotWasmError,
@@ -29,7 +31,7 @@ from ._errors import (
 )
 from ._host import HostCall, HostContext
 from ._instance import Instance
-from ._limits import GiB, GuestBuild, KiB, Limits, Manifest, MiB, parse_size
+from ._limits import GiB, GuestBuild, KiB, Limits, Manifest, MiB, encode_metadata, parse_size
 from ._outcome import (
     AppError,
     CallResult,
@@ -58,11 +60,13 @@ __all__ = [
     "GuestBuild",
     "HostCall",
     "HostContext",
+    "ImportMismatchError",
     "Instance",
     "InstanceBrokenError",
     "InstanceBusyError",
     "InstanceClosedError",
     "InstantiationError",
+    "InvalidMessageError",
     "KiB",
     "Limits",
     "Manifest",
@@ -84,5 +88,6 @@ __all__ = [
     "WasmActorsError",
     "WorldMismatchError",
     "default_cache_dir",
+    "encode_metadata",
     "parse_size",
 ]

@@ -21,20 +21,21 @@ import struct
 from ctypes import c_bool, c_char_p, c_size_t, c_uint8, c_uint64, c_void_p, sizeof, string_at
 from typing import Any
 
+from wasmtime import _bindings
 from wasmtime import _ffi as ffi
 
-# Value kinds (WASMTIME_COMPONENT_*).
-BOOL = 0
-U32 = 6
-U64 = 8
-STRING = 12
-LIST = 13
-RECORD = 14
-TUPLE = 15
-VARIANT = 16
-ENUM = 17
-OPTION = 18
-RESULT = 19
+# Value kinds: wasmtime-py's own WASMTIME_COMPONENT_* constants.
+BOOL = ffi.WASMTIME_COMPONENT_BOOL.value
+U32 = ffi.WASMTIME_COMPONENT_U32.value
+U64 = ffi.WASMTIME_COMPONENT_U64.value
+STRING = ffi.WASMTIME_COMPONENT_STRING.value
+LIST = ffi.WASMTIME_COMPONENT_LIST.value
+RECORD = ffi.WASMTIME_COMPONENT_RECORD.value
+TUPLE = ffi.WASMTIME_COMPONENT_TUPLE.value
+VARIANT = ffi.WASMTIME_COMPONENT_VARIANT.value
+ENUM = ffi.WASMTIME_COMPONENT_ENUM.value
+OPTION = ffi.WASMTIME_COMPONENT_OPTION.value
+RESULT = ffi.WASMTIME_COMPONENT_RESULT.value
 
 VAL_SIZE = 32
 ENTRY_SIZE = 48
@@ -86,12 +87,90 @@ class Entry(ctypes.Structure):
     _fields_ = [("name", Str), ("val", Val)]
 
 
-if (sizeof(Val), sizeof(Entry)) != (
-    sizeof(ffi.wasmtime_component_val_t),
-    sizeof(ffi.wasmtime_component_valrecord_entry),
-):
+# Our mirrors read and write wasmtime's values in place, without wasmtime-py's
+# per-field conversions; they must lay out exactly as wasmtime-py's own
+# declarations of the same C structs. Every field the call path touches:
+# (ours, wasmtime-py's, field pairs).
+_LAYOUTS: list[tuple[Any, str, list[tuple[str, str]]]] = [
+    (Val, "wasmtime_component_val_t", [("kind", "kind"), ("of", "of")]),
+    (Entry, "wasmtime_component_valrecord_entry_t", [("name", "name"), ("val", "val")]),
+    (Str, "wasm_name_t", [("size", "size"), ("data", "data")]),
+    (Vec, "wasmtime_component_vallist_t", [("size", "size"), ("data", "data")]),
+    (ResultOf, "wasmtime_component_valresult_t", [("is_ok", "is_ok"), ("val", "val")]),
+    (VariantOf, "wasmtime_component_valvariant_t", [("discriminant", "discriminant"), ("val", "val")]),
+    (Union, "wasmtime_component_valunion_t", [("u64", "u64"), ("str", "string"), ("vec", "list")]),
+]
+
+# The C functions the call path calls through its own function objects:
+# name -> (argument classes, result class), "p" for any pointer, "iN" for an
+# N-byte integer, "-" for void. Checked against wasmtime-py's declarations.
+_SIGNATURES: dict[str, tuple[str, str]] = {
+    "wasmtime_component_func_call": ("p p p i8 p i8", "p"),
+    "wasmtime_component_func_post_return": ("p p", "p"),
+    "wasmtime_context_set_fuel": ("p i8", "p"),
+    "wasmtime_context_get_fuel": ("p p", "p"),
+    "wasmtime_context_set_epoch_deadline": ("p i8", "-"),
+    "wasmtime_component_val_delete": ("p", "-"),
+    "wasmtime_component_val_new": ("p", "p"),
+    "wasm_byte_vec_new": ("p i8 p", "-"),
+    "wasmtime_component_vallist_new_uninit": ("p i8", "-"),
+    "wasmtime_error_new": ("p", "p"),
+    "wasmtime_component_linker_instance_add_func": ("p p i8 p p p", "p"),
+    "wasmtime_engine_increment_epoch": ("p", "-"),
+    "wasmtime_engine_clone": ("p", "p"),
+}
+#: The host-function callback: (env, context, type, args, nargs, results, nresults) -> error.
+_CALLBACK_SIGNATURE = ("p p p p i8 p i8", "i8")
+
+
+def _class(ctype: Any) -> str:
+    if ctype is None:
+        return "-"
+    if ctype in (c_void_p, c_char_p) or (hasattr(ctype, "_type_") and isinstance(ctype._type_, type)):
+        return "p"  # POINTER(x)
+    if hasattr(ctype, "argtypes"):  # a CFUNCTYPE
+        return "p"
+    return f"i{sizeof(ctype)}"
+
+
+def coupling_problems(bindings: Any = _bindings) -> list[str]:
+    """How the installed wasmtime-py's C declarations differ from what the
+    direct call path assumes (empty: they agree)."""
+    problems = []
+    for ours, name, fields in _LAYOUTS:
+        theirs = getattr(bindings, name, None)
+        if theirs is None or sizeof(ours) != sizeof(theirs):
+            problems.append(f"struct {name} has another size")
+            continue
+        for mine, their in fields:
+            if getattr(ours, mine).offset != getattr(theirs, their, None).__getattribute__("offset"):
+                problems.append(f"struct {name}: field {their} moved")
+    for name, (args, result) in _SIGNATURES.items():
+        declared = getattr(bindings, f"_{name}", None)
+        if declared is None:
+            problems.append(f"function {name} is missing")
+            continue
+        found = (" ".join(_class(t) for t in declared.argtypes), _class(declared.restype))
+        if found != (args, result):
+            problems.append(f"function {name} is ({found[0]}) -> {found[1]}, expected ({args}) -> {result}")
+    callback = getattr(bindings, "wasmtime_component_func_callback_t", None)
+    if (
+        callback is None
+        or (
+            " ".join(_class(t) for t in callback._argtypes_),
+            _class(callback._restype_),
+        )
+        != _CALLBACK_SIGNATURE
+    ):
+        problems.append("the host-function callback type changed")
+    return problems
+
+
+_PROBLEMS = coupling_problems()
+if _PROBLEMS:
     raise ImportError(
-        "wasmtime's component value layout changed; this wasmactors release supports wasmtime 50.x"
+        "wasmactors' direct call path does not match the installed wasmtime "
+        f"{getattr(ffi, 'VERSION', '')} C API ({'; '.join(_PROBLEMS)}); this release supports wasmtime 50.x"
     )
 assert (sizeof(Val), sizeof(Entry)) == (VAL_SIZE, ENTRY_SIZE)
 
@@ -124,10 +203,18 @@ RESULT_LAYOUT = struct.Struct("<B7x?7xQ")
 OPTION_LAYOUT = struct.Struct("<B7xQ")
 
 
-def read_string(val_addr: int) -> bytes:
-    """The UTF-8 bytes of a string value at ``val_addr``."""
+def read_string(val_addr: int, limit: int | None = None) -> bytes:
+    """The UTF-8 bytes of a string value at ``val_addr`` (at most ``limit``
+    of them: a guest's string may be as large as its memory)."""
     size, data = _QQ.unpack(string_at(val_addr + OF, 16))
+    if limit is not None:
+        size = min(size, limit)
     return string_at(data, size) if size else b""
+
+
+def string_size(val_addr: int) -> int:
+    """The length in bytes of the string value at ``val_addr``, without reading it."""
+    return int(_Q.unpack(string_at(val_addr + OF, 8))[0])
 
 
 def read_pointer(val_addr: int, offset: int = OF) -> int:

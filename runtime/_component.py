@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from ._cache import max_cache_size, prune_cache, touch
 from ._errors import (
     CompileError,
     CoreModuleError,
+    ImportMismatchError,
     MissingImportsError,
     NotWasmError,
     WorldMismatchError,
@@ -48,7 +50,9 @@ class Component:
     """A compiled, validated actor component. Cheap to instantiate many times;
     owned by its :class:`Engine`."""
 
-    def __init__(self, engine: Engine, raw: wc.Component, *, name: str, digest: str, cached: bool) -> None:
+    def __init__(
+        self, engine: Engine, raw: wc.Component, *, name: str, digest: str, cached: bool, memories: int = 1
+    ) -> None:
         self.engine = engine
         #: wasmtime's compiled component.
         self.raw = raw
@@ -58,6 +62,9 @@ class Component:
         self.digest = digest
         #: Whether it came from the compiled-artifact cache.
         self.cached = cached
+        #: Linear memories its core modules define: an instance may create
+        #: that many, and the memory budget is split between them.
+        self.memories = memories
         # Export indices are valid for every instance of this component, so
         # instantiation only has to resolve them to functions.
         handler = raw.get_export_index(HANDLER)
@@ -110,7 +117,7 @@ def describe(engine: Engine, compiled: wc.Component, name: str, digest: str, siz
         validate(engine, compiled, name)
     except MissingImportsError as exc:
         problems = tuple(f"imports `{m}`, which the host does not provide" for m in exc.missing)
-    except WorldMismatchError as exc:
+    except (WorldMismatchError, ImportMismatchError) as exc:
         problems = (str(exc).removeprefix(f"{name} "),)
     return ComponentInfo(name, digest, size, imports, exports, problems)
 
@@ -189,7 +196,7 @@ def compile_component(engine: Engine, data: bytes, name: str, digest: str) -> tu
     try:
         compiled = wc.Component(engine.raw, data)
     except WasmtimeError as exc:
-        raise CompileError(f"{name}: wasmtime rejected the component: {_first_lines(exc)}") from exc
+        raise CompileError(f"{name}: wasmtime rejected the component: {error_chain(exc)}") from exc
     if artifact is not None:
         _store_artifact(artifact, compiled, name)
     return compiled, False
@@ -231,41 +238,92 @@ def validate(engine: Engine, compiled: wc.Component, name: str) -> None:
             problems.append(f"`{func}` has the wrong type:\n  expected {expected}\n  found    {got}")
     if problems:
         raise WorldMismatchError(f"{name} does not match the `actor` world: " + "; ".join(problems))
-    missing = []
-    for imp, ext in ctype.imports(raw_engine).items():
+    _check_imports(engine, compiled, name)
+
+
+def _check_imports(engine: Engine, compiled: wc.Component, name: str) -> None:
+    """Every import is one the host provides, with the type it implements.
+
+    The wasmactors interfaces are compared function by function with
+    :data:`HOST_SIGNATURES` (the host registers them untyped, so wasmtime
+    would not). Everything else, WASI included, is checked by wasmtime's own
+    linker in a trial instantiation that stops before any guest code runs.
+    """
+    raw_engine = engine.raw
+    missing: list[str] = []
+    mismatched: list[str] = []
+    problems: list[str] = []
+    for imp, ext in sorted(compiled.type.imports(raw_engine).items()):
         if imp.startswith("wasi:"):
-            continue  # WASI p2 comes from wasmtime; a version it lacks fails at instantiation
+            continue
         offered = PROVIDED_INTERFACES.get(imp)
-        if offered is None:
+        funcs = instance_funcs(raw_engine, ext)
+        if offered is None or funcs is None:
             missing.append(imp)
             continue
-        for func in instance_funcs(raw_engine, ext) or {}:
-            if func not in offered:
+        for func, fty in sorted(funcs.items()):
+            expected = offered.get(func)
+            if expected is None:
                 missing.append(f"{imp}#{func}")
+            elif (found := render_func(fty)) != expected:
+                mismatched.append(f"{imp}#{func}")
+                problems.append(f"`{imp}#{func}` has the wrong type: expected {expected}, found {found}")
     if missing:
         raise MissingImportsError(
             f"{name} imports what the host does not provide: {', '.join(missing)}. "
             f"The host offers {', '.join(sorted(PROVIDED_INTERFACES))} and WASI p2.",
             missing,
         )
+    if mismatched:
+        raise ImportMismatchError(
+            f"{name} imports host functions with the wrong type: {'; '.join(problems)}", mismatched
+        )
+    _trial_link(engine, compiled, name)
 
 
-def known_digest(cache: Path | None, path: Path) -> str | None:
-    """The SHA-256 recorded for ``path`` if the file is unchanged since (same
-    size, inode, mtime and ctime), so a cached load need not read 18 MB."""
+# The trial store admits no core instance, so instantiation stops with this
+# error right after the linker has type-checked every import.
+_TRIAL_STOP = "instance count too high"
+_IMPORT_NAME = re.compile(r"imports \w+ `([^`]+)`")
+
+
+def _trial_link(engine: Engine, compiled: wc.Component, name: str) -> None:
+    store = wasmtime.Store(engine.raw)
+    try:
+        store.set_limits(instances=0)
+        store.set_wasi(wasmtime.WasiConfig())
+        engine.linker.instantiate(store, compiled)
+    except WasmtimeError as exc:
+        text = str(exc)
+        if _TRIAL_STOP in text:
+            return
+        match = _IMPORT_NAME.search(text)
+        imp = match.group(1) if match else "?"
+        chain = error_chain(exc)
+        if "wrong type" in text and "implementation is missing" not in text:
+            raise ImportMismatchError(f"{name} imports `{imp}` with the wrong type: {chain}", [imp]) from exc
+        raise MissingImportsError(f"{name} imports what the host does not provide: {chain}", [imp]) from exc
+    finally:
+        store.close()
+
+
+def known_digest(cache: Path | None, path: Path) -> tuple[str, int] | None:
+    """The SHA-256 and memory count recorded for ``path`` if the file is
+    unchanged since (same size, inode, mtime and ctime), so a cached load
+    need not read 18 MB."""
     if cache is None:
         return None
     try:
         entry = _index_entry(cache, path)
         recorded = entry.read_text().split()
+        if len(recorded) == 3 and recorded[0] == _stat_key(path):
+            return recorded[1], int(recorded[2])
     except (OSError, ValueError):
-        return None
-    if len(recorded) == 2 and recorded[0] == _stat_key(path):
-        return recorded[1]
+        pass
     return None
 
 
-def remember_digest(cache: Path | None, path: Path, digest: str) -> None:
+def remember_digest(cache: Path | None, path: Path, digest: str, memories: int) -> None:
     if cache is None:
         return
     try:
@@ -273,7 +331,7 @@ def remember_digest(cache: Path | None, path: Path, digest: str) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
         with os.fdopen(fd, "w") as out:
-            out.write(f"{_stat_key(path)} {digest}")
+            out.write(f"{_stat_key(path)} {digest} {memories}")
         os.replace(tmp, entry)
     except OSError:
         pass
@@ -288,8 +346,30 @@ def _stat_key(path: Path) -> str:
     return f"{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
-def _first_lines(exc: BaseException, n: int = 3) -> str:
-    return " ".join(line.strip() for line in str(exc).splitlines()[:n] if line.strip())
+_CAUSE_NUMBER = re.compile(r"^\d+:\s*")
+
+
+def error_chain(exc: BaseException) -> str:
+    """A wasmtime error with its whole cause chain on one line (``a: b: c``),
+    without the wasm backtrace."""
+    parts: list[str] = []
+    skipping = False
+    for raw in str(exc).splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("wasm backtrace:"):
+            skipping = True
+            continue
+        if line == "Caused by:":
+            skipping = False
+            continue
+        if skipping:
+            continue
+        line = _CAUSE_NUMBER.sub("", line)
+        if line and line not in parts:
+            parts.append(line)
+    return ": ".join(parts) or type(exc).__name__
 
 
 def wasmtime_version() -> str:

@@ -7,7 +7,6 @@ import enum
 import hashlib
 import os
 import platform
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,8 @@ from wasmtime import component as wc
 
 from . import _component
 from ._host import define_host_functions
+from ._layout import count_memories
+from ._ticker import EpochTicker
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -43,7 +44,7 @@ class Engine:
     """Compiles components and runs their instances.
 
     One engine serves a whole actor system: it owns the wasmtime engine
-    (component model, fuel and epoch interruption on), one ticker thread that
+    (component model, fuel and epoch interruption on), a ticker that
     advances the epoch every ``epoch_tick`` seconds (the resolution of call
     timeouts), the linker holding WASI p2 and the wasmactors host functions,
     and the compiled-artifact cache.
@@ -84,18 +85,14 @@ class Engine:
         self.linker = wc.Linker(self.raw)
         self.linker.add_wasip2()
         define_host_functions(self.linker)
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="wasmactors-epoch", daemon=True)
-        self._ticker.start()
-
-    def _tick(self) -> None:
-        raw, stop, tick = self.raw, self._stop, self.epoch_tick
-        while not stop.wait(tick):
-            raw.increment_epoch()
+        #: Advances the epoch every tick: a POSIX timer calling wasmtime's C
+        #: function where available, so timeouts fire on time however busy
+        #: the GIL is (``ticker.native``), else a Python thread.
+        self.ticker = EpochTicker(self.raw, epoch_tick)
 
     @property
     def closed(self) -> bool:
-        return self._stop.is_set()
+        return self.ticker.closed
 
     def load(
         self, source: str | bytes | os.PathLike[str], *, name: str | None = None
@@ -111,18 +108,21 @@ class Engine:
         path = None if isinstance(source, bytes | bytearray) else Path(source)
         compiled = None
         if path is not None:  # an unchanged file we compiled before: no need to read it
-            digest = _component.known_digest(self.cache_dir, path)
-            compiled = _component.load_artifact(self, digest) if digest is not None else None
+            known = _component.known_digest(self.cache_dir, path)
+            if known is not None:
+                digest, memories = known
+                compiled = _component.load_artifact(self, digest)
             display = name or path.name
             cached = True
         if compiled is None:
-            compiled, display, digest, _, cached = self._compile(source, name)
+            compiled, display, digest, _, cached, memories = self._compile(source, name)
             if path is not None:
-                _component.remember_digest(self.cache_dir, path, digest)
-        assert digest is not None
+                _component.remember_digest(self.cache_dir, path, digest, memories)
         _component.validate(self, compiled, display)
         stem = Path(display).stem if not display.startswith("<") else display
-        return _component.Component(self, compiled, name=stem, digest=digest, cached=cached)
+        return _component.Component(
+            self, compiled, name=stem, digest=digest, cached=cached, memories=memories
+        )
 
     def inspect(
         self, source: str | bytes | os.PathLike[str], *, name: str | None = None
@@ -131,25 +131,25 @@ class Engine:
         it fits the `actor` world, without rejecting it when it does not.
         Raises only when ``source`` is not a component at all (not wasm, a
         core module, or wasmtime cannot compile it)."""
-        compiled, display, digest, size, _ = self._compile(source, name)
+        compiled, display, digest, size, _, _ = self._compile(source, name)
         return _component.describe(self, compiled, display, digest, size)
 
     def _compile(
         self, source: str | bytes | os.PathLike[str], name: str | None
-    ) -> tuple[wc.Component, str, str, int, bool]:
+    ) -> tuple[wc.Component, str, str, int, bool, int]:
         """Read, sniff and compile (or fetch from the cache): the compiled
-        component, its display name, digest, size and whether it was cached."""
+        component, its display name, digest, size, whether it was cached and
+        how many linear memories it defines."""
         data, display = _component.read_source(source, name)
         _component.sniff(data, display)
         digest = hashlib.sha256(data).hexdigest()
         compiled, cached = _component.compile_component(self, data, display, digest)
-        return compiled, display, digest, len(data), cached
+        binary = data if data.startswith(b"\0asm") else wasmtime.wat2wasm(data)  # compiled: valid text
+        return compiled, display, digest, len(data), cached, count_memories(binary)
 
     def close(self) -> None:
         """Stop the epoch ticker. Instances must be closed first."""
-        self._stop.set()
-        if self._ticker.is_alive() and self._ticker is not threading.current_thread():
-            self._ticker.join()
+        self.ticker.close()
 
     def __enter__(self) -> Engine:
         return self

@@ -8,10 +8,12 @@ Every exception the runtime raises derives from :class:`WasmActorsError`::
     │   ├── CoreModuleError       a core module where a component was expected
     │   ├── CompileError          wasmtime rejected the component
     │   ├── WorldMismatchError    the exports do not fit the `actor` world
-    │   └── MissingImportsError   imports the host does not provide
+    │   ├── MissingImportsError   imports the host does not provide
+    │   └── ImportMismatchError   imports a host function with another type
     ├── ManifestError             a malformed `component.toml` (also ValueError)
     ├── InstantiationError        a component could not be instantiated
-    ├── PayloadTooLargeError      a payload over the limit (also ValueError)
+    ├── InvalidMessageError       a message's sender or headers are unencodable or too large (also ValueError)
+    │   └── PayloadTooLargeError  a payload over the limit
     ├── InstanceBrokenError       the instance crashed earlier (also anyio.BrokenResourceError)
     ├── InstanceBusyError         another thread is in a call (also anyio.BusyResourceError)
     ├── InstanceClosedError       the instance was closed (also anyio.ClosedResourceError)
@@ -30,10 +32,12 @@ __all__ = [
     "CompileError",
     "ComponentError",
     "CoreModuleError",
+    "ImportMismatchError",
     "InstanceBrokenError",
     "InstanceBusyError",
     "InstanceClosedError",
     "InstantiationError",
+    "InvalidMessageError",
     "ManifestError",
     "MissingImportsError",
     "NotWasmError",
@@ -77,6 +81,18 @@ class MissingImportsError(ComponentError):
         self.missing = missing
 
 
+class ImportMismatchError(ComponentError):
+    """The component imports a function the host provides, but with another
+    type. Such a component is refused at load: the host would read its
+    arguments as values they are not."""
+
+    def __init__(self, message: str, mismatched: list[str]) -> None:
+        super().__init__(message)
+        #: The mismatched imports, ``interface#function`` (or the interface
+        #: alone when wasmtime reports it).
+        self.mismatched = mismatched
+
+
 class ManifestError(WasmActorsError, ValueError):
     """A component manifest is malformed: missing field, wrong type, unknown key."""
 
@@ -86,7 +102,13 @@ class InstantiationError(WasmActorsError):
     memory exceeds the memory limit)."""
 
 
-class PayloadTooLargeError(WasmActorsError, ValueError):
+class InvalidMessageError(WasmActorsError, ValueError):
+    """A message handed to the host is malformed: its sender or a header is
+    not valid Unicode (a lone surrogate), or its metadata is over the
+    limits. Raised before anything is queued or called."""
+
+
+class PayloadTooLargeError(InvalidMessageError):
     """A payload is larger than the instance's ``max_payload`` limit."""
 
 

@@ -77,7 +77,7 @@ class HostContext:
     runtime the defaults are enough.
     """
 
-    __slots__ = ("address", "audit", "logger", "next_request_id", "resolve", "storage")
+    __slots__ = ("address", "audit", "logger", "next_request_id", "pending_requests", "resolve", "storage")
 
     def __init__(
         self,
@@ -88,6 +88,7 @@ class HostContext:
         next_request_id: Callable[[], int] | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         audit: Callable[[HostCall], None] | None = None,
+        pending_requests: Callable[[], int] | None = None,
     ) -> None:
         if not valid_address(address):
             raise ValueError(f"invalid actor address {address!r}")
@@ -109,25 +110,43 @@ class HostContext:
         #: It runs inside the guest's call: if it raises, the call crashes
         #: with ``host-fault``.
         self.audit = audit
+        #: How many of this actor's requests wait for their reply (not
+        #: counting the current call's); ``None``: none are tracked.
+        self.pending_requests = pending_requests
 
 
 class CallState:
     """Per-call scratch space shared between an instance and its host functions."""
 
-    __slots__ = ("context", "fault", "limits", "outbox", "txn")
+    __slots__ = (
+        "context",
+        "fault",
+        "limits",
+        "log_bytes",
+        "log_dropped",
+        "outbox",
+        "outbox_bytes",
+        "requests",
+        "storage_bytes",
+        "txn",
+    )
 
     def __init__(self, context: HostContext, limits: Limits) -> None:
         self.context = context
         self.limits = limits
-        self.outbox: list[Outgoing] = []
-        self.txn: Transaction | None = None
-        self.fault: BaseException | None = None
+        self.begin()
 
     def begin(self) -> None:
         """Reset for a new call."""
-        self.outbox = []
-        self.txn = None
-        self.fault = None
+        self.outbox: list[Outgoing] = []
+        self.txn: Transaction | None = None
+        self.fault: BaseException | None = None
+        #: What this call has cost the host so far, against its budgets.
+        self.outbox_bytes = 0
+        self.requests = 0
+        self.storage_bytes = 0
+        self.log_bytes = 0
+        self.log_dropped = 0
 
     def transaction(self) -> Transaction:
         if self.txn is None:
@@ -156,9 +175,25 @@ def _text(args: int, i: int) -> str:
     return abi.read_string(_arg(args, i)).decode()
 
 
+def _preview(args: int, i: int) -> str:
+    """A string argument as the audit shows it: its first characters only."""
+    size = abi.string_size(_arg(args, i))
+    text = abi.read_string(_arg(args, i), 4 * _ECHO).decode(errors="replace")
+    return _echo(text) if size <= 4 * _ECHO else f"{text[:_ECHO]}... ({size} bytes)"
+
+
 def _payload(args: int, i: int) -> bytes | None:
     """A payload argument as bytes; ``None`` if it is not a byte string."""
     return abi.from_guest(abi.read_string(_arg(args, i)))
+
+
+_ECHO = 64
+
+
+def _echo(text: str) -> str:
+    """Guest input quoted back in an error value, cut so that an error never
+    costs more than the input's first few characters."""
+    return text if len(text) <= _ECHO else f"{text[:_ECHO]}... ({len(text)} characters)"
 
 
 def _err(case: str, detail: str | int | None = None) -> abi.Spec:
@@ -172,26 +207,43 @@ def _err(case: str, detail: str | int | None = None) -> abi.Spec:
 
 
 def _enqueue(s: CallState, args: int, *, request: bool) -> abi.Spec:
-    to = _text(args, 0)
-    payload = _payload(args, 1)
     limits = s.limits
+    size = abi.string_size(_arg(args, 0))
+    if size > MAX_ADDRESS:  # checked before reading: it may be megabytes
+        return _err("invalid-address", f"addresses are at most {MAX_ADDRESS} bytes, got {size}")
+    to = _text(args, 0)
     if not valid_address(to):
-        return _err("invalid-address", to)
+        return _err("invalid-address", _echo(to))
+    payload = _payload(args, 1)
     if payload is None:
         return _err("invalid-payload", "a payload character is above U+00FF")
     if len(payload) > limits.max_payload:
         return _err("payload-too-large", limits.max_payload)
     if len(s.outbox) >= limits.max_outbox:
         return _err("outbox-full", limits.max_outbox)
+    if s.outbox_bytes + len(payload) > limits.outbox_bytes:
+        return _err("quota-exceeded", f"one call may queue {limits.outbox_bytes} payload bytes")
+    timeout = None
+    if request:
+        timeout_ms = abi.Val.from_address(_arg(args, 2)).of.u32
+        if timeout_ms > limits.max_request_timeout * 1000:
+            return _err("quota-exceeded", f"timeout-ms is at most {round(limits.max_request_timeout * 1000)}")
+        pending = s.context.pending_requests
+        if s.requests + (pending() if pending is not None else 0) >= limits.max_pending_requests:
+            return _err(
+                "quota-exceeded", f"at most {limits.max_pending_requests} requests may wait for a reply"
+            )
+        timeout = timeout_ms / 1000 if timeout_ms else None
     resolve = s.context.resolve
     if resolve is not None and not resolve(to):
         return _err("unknown-recipient", to)
+    s.outbox_bytes += len(payload)
     if not request:
         s.outbox.append(Outgoing(to, payload))
         return ("ok", None)
-    timeout_ms = abi.Val.from_address(_arg(args, 2)).of.u32
     request_id = s.context.next_request_id()
-    s.outbox.append(Outgoing(to, payload, request_id, timeout_ms / 1000 if timeout_ms else None))
+    s.requests += 1
+    s.outbox.append(Outgoing(to, payload, request_id, timeout))
     return ("ok", ("u64", request_id))
 
 
@@ -211,8 +263,18 @@ def _self_address(s: CallState, args: int) -> abi.Spec:
 
 
 def _log(s: CallState, args: int) -> None:
+    limits = s.limits
+    size = abi.string_size(_arg(args, 1))
+    raw = abi.read_string(_arg(args, 1), limits.max_log_record)
+    if s.log_bytes + len(raw) > limits.max_log_bytes:
+        s.log_dropped += 1
+        return
+    s.log_bytes += len(raw)
+    text = raw.decode(errors="ignore")  # a cut may split a character
+    if size > len(raw):
+        text += f"... ({size} bytes, cut to {limits.max_log_record})"
     level = _LEVELS.get(abi.read_string(_arg(args, 0)), logging.INFO)
-    s.context.logger.log(level, "%s", _text(args, 1))
+    s.context.logger.log(level, "%s", text)
 
 
 def _now(s: CallState, args: int) -> abi.Spec:
@@ -227,10 +289,17 @@ def _monotonic(s: CallState, args: int) -> abi.Spec:
 
 
 def _key(args: int) -> str | abi.Spec:
-    key = _text(args, 0)
-    if not key or len(key.encode()) > MAX_KEY:
+    if not 0 < abi.string_size(_arg(args, 0)) <= MAX_KEY:
         return _err("invalid-key", f"keys are 1 to {MAX_KEY} bytes")
-    return key
+    return _text(args, 0)
+
+
+def _charge(s: CallState, size: int) -> abi.Spec | None:
+    """Count ``size`` bytes written against the call's storage budget."""
+    if s.storage_bytes + size > s.limits.storage_bytes:
+        return _err("quota-exceeded", f"one call may write {s.limits.storage_bytes} bytes")
+    s.storage_bytes += size
+    return None
 
 
 def _storage_op(op: Callable[[CallState, int, str], abi.Spec]) -> Callable[[CallState, int], abi.Spec]:
@@ -259,20 +328,31 @@ def _set(s: CallState, args: int, key: str) -> abi.Spec:
         return _err("invalid-value", "a value character is above U+00FF")
     if len(value) > s.limits.max_payload:
         return _err("value-too-large", s.limits.max_payload)
+    over = _charge(s, len(key.encode()) + len(value))
+    if over is not None:
+        return over
     s.transaction().set(key, value)
     return ("ok", None)
 
 
 @_storage_op
 def _delete(s: CallState, args: int, key: str) -> abi.Spec:
+    over = _charge(s, len(key.encode()))
+    if over is not None:
+        return over
     return ("ok", ("bool", s.transaction().delete(key)))
 
 
 def _keys(s: CallState, args: int) -> abi.Spec:
+    limit = s.limits.max_keys
+    if abi.string_size(_arg(args, 0)) > MAX_KEY:
+        return ("ok", ("strings", []))  # no key is that long
     try:
-        keys = s.transaction().keys(_text(args, 0))
+        keys = s.transaction().keys(_text(args, 0), limit)
     except StorageError as exc:
         return _err("backend", str(exc))
+    if len(keys) > limit:
+        return _err("quota-exceeded", f"more than {limit} keys match; ask with a longer prefix")
     return ("ok", ("strings", [k.encode() for k in keys]))
 
 
@@ -288,20 +368,46 @@ HOST_FUNCTIONS: dict[str, dict[str, HostFunc]] = {
 _TABLE: list[HostFunc] = [fn for funcs in HOST_FUNCTIONS.values() for fn in funcs.values()]
 _NAMES: list[str] = [f"{iface}.{fn}" for iface, funcs in HOST_FUNCTIONS.items() for fn in funcs]
 
+_S, _U32, _ENUM = abi.STRING, abi.U32, abi.ENUM
+#: Per host function (in table order): the kinds of its arguments, one byte
+#: each, and its number of results. Imports are type-checked at load; the
+#: trampoline checks this shape again before it reads anything, so a
+#: component that slipped past validation gets a host fault, not a misread.
+_SHAPES: list[tuple[bytes, int]] = [
+    (bytes([_S, _S]), 1),  # messaging.send
+    (bytes([_S, _S, _U32]), 1),  # messaging.request
+    (b"", 1),  # messaging.self-address
+    (bytes([_ENUM, _S]), 0),  # services.log
+    (b"", 1),  # services.now-ns
+    (b"", 1),  # services.monotonic-ns
+    (bytes([_S]), 1),  # storage.get
+    (bytes([_S, _S]), 1),  # storage.set
+    (bytes([_S]), 1),  # storage.delete
+    (bytes([_S]), 1),  # storage.keys
+]
+assert len(_SHAPES) == len(_TABLE)
+
+
+def _shape_ok(index: int, args: int, nargs: int, nresults: int) -> bool:
+    kinds, results = _SHAPES[index]
+    if nargs != len(kinds) or nresults != results:
+        return False
+    return not nargs or ctypes.string_at(args, nargs * abi.VAL_SIZE)[:: abi.VAL_SIZE] == kinds
+
 
 def _describe_args(name: str, args: int) -> str:
     """A host call's arguments for the audit: addresses and keys in full,
     payloads by length (they may be large or binary)."""
     match name:
         case "messaging.send" | "storage.set":  # (address or key, payload)
-            return f"{_text(args, 0)!r}, {len(abi.read_string(_arg(args, 1)))} B"
+            return f"{_preview(args, 0)!r}, {abi.string_size(_arg(args, 1))} B"
         case "messaging.request":
             timeout_ms = abi.Val.from_address(_arg(args, 2)).of.u32
-            return f"{_text(args, 0)!r}, {len(abi.read_string(_arg(args, 1)))} B, timeout {timeout_ms} ms"
+            return f"{_preview(args, 0)!r}, {abi.string_size(_arg(args, 1))} B, timeout {timeout_ms} ms"
         case "services.log":
-            return f"{_text(args, 0)}, {_text(args, 1)!r}"
+            return f"{_text(args, 0)}, {_preview(args, 1)!r}"
         case "storage.get" | "storage.delete" | "storage.keys":
-            return repr(_text(args, 0))
+            return repr(_preview(args, 0))
     return ""
 
 
@@ -352,6 +458,9 @@ def _trampoline(  # noqa: PLR0917 - the C callback signature fixes the arguments
         if state is None:
             return _fault("host function called outside a wasmactors call")
         index = (env or 1) - 1
+        if not _shape_ok(index, args or 0, nargs, nresults):
+            state.fault = TypeError(f"{_NAMES[index]} called with values of the wrong type")
+            return _fault(f"host fault: {state.fault}")
         spec = _TABLE[index](state, args or 0)
         if state.context.audit is not None:
             state.context.audit(_audit_record(index, args or 0, spec))

@@ -13,6 +13,7 @@ import wasmtime
 from wasmtime import WasmtimeError
 
 from . import _abi as abi
+from ._component import error_chain
 from ._errors import (
     InstanceBrokenError,
     InstanceBusyError,
@@ -22,6 +23,7 @@ from ._errors import (
     StorageError,
 )
 from ._host import CallState, HostContext, ffi_error, install
+from ._limits import encode_metadata
 from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, RequestError, Success
 from ._stdio import GuestOutput
 from ._traps import classify
@@ -39,6 +41,8 @@ _TELL = b"tell"
 _REQUEST = b"request"
 _ONE = c_size_t(1)
 _TWO = c_size_t(2)
+#: Longest application error message passed on (longer ones are cut).
+_MAX_ERROR = 4096
 _NOT_BYTES = "the reply holds a character above U+00FF, so it is not a byte string"
 
 
@@ -71,17 +75,20 @@ class Instance:
         self._ticks = c_uint64(math.ceil(limits.timeout / engine.epoch_tick) + 1)
         self._fuel = c_uint64(limits.fuel)
         self._state = CallState(self.context, limits)
-        self._output = GuestOutput(self.context.logger)
+        self._output = GuestOutput(self.context.logger, limits.max_log_bytes)
 
         store = wasmtime.Store(engine.raw)
         self._store = store
         try:
+            # wasmtime caps each memory, not their sum: admit exactly the
+            # memories the component defines, each with an equal share.
+            memories = min(component.memories, limits.max_memories)
             store.set_limits(
-                memory_size=limits.memory,
+                memory_size=limits.memory // max(1, memories),
                 table_elements=limits.max_table_elements,
                 instances=limits.max_instances,
                 tables=limits.max_tables,
-                memories=limits.max_memories,
+                memories=memories,
             )
             wasi = wasmtime.WasiConfig()  # no args, env, preopens; stdin is empty
             wasi.stdout_custom = self._output.stdout
@@ -106,10 +113,17 @@ class Instance:
         except WasmtimeError as exc:
             text = str(exc)
             hint = ""
-            if "memory" in text and ("limit" in text or "exceeds" in text or "grow" in text):
-                hint = f" (memory limit is {self.limits.memory} bytes; a Python guest needs ~13 MiB)"
+            if "memory" in text and (
+                "limit" in text or "exceeds" in text or "grow" in text or "count" in text
+            ):
+                share = (
+                    ""
+                    if self.component.memories <= 1
+                    else f", shared by its {self.component.memories} memories"
+                )
+                hint = f" (memory limit is {self.limits.memory} bytes{share}; a Python guest needs ~13 MiB)"
             raise InstantiationError(
-                f"cannot instantiate {self.component.name}{hint}: {text.splitlines()[0]}"
+                f"cannot instantiate {self.component.name}{hint}: {error_chain(exc)}"
             ) from exc
         finally:
             install(None)
@@ -174,66 +188,78 @@ class Instance:
         request: bool = False,
         headers: Sequence[tuple[str, str]] = (),
     ) -> CallResult:
-        """Call the guest's ``handle-message`` with one message."""
-        if len(payload) > self.limits.max_payload:
-            raise PayloadTooLargeError(
-                f"payload of {len(payload)} bytes exceeds the limit of {self.limits.max_payload}"
-            )
+        """Call the guest's ``handle-message`` with one message.
+
+        Raises :class:`InvalidMessageError` (or its subclass
+        :class:`PayloadTooLargeError`) for a message over the limits or with
+        an unencodable sender or header, before anything is called.
+        """
+        raw_sender, raw_headers = encode_metadata(self.limits, payload, sender, headers)
         data = abi.to_guest(payload)
-        pstr = self._payload_str
-        pstr.size = len(data)
-        pstr.data = data
-        if sender is None:
-            self._sender_opt.ptr = None
-        else:
-            raw = sender.encode()
-            self._sender_val.of.str.size = len(raw)
-            self._sender_val.of.str.data = raw
-            self._sender_opt.ptr = ctypes.addressof(self._sender_val)
-        kind = self._kind_str
-        if request:
-            kind.size, kind.data = 7, _REQUEST
-        else:
-            kind.size, kind.data = 4, _TELL
-        keep = self._set_headers(headers)
+        # The argument blocks are shared by every call: nothing touches them
+        # before the lock is held, so a refused caller cannot clobber them.
+        if not self._lock.acquire(blocking=False):
+            raise InstanceBusyError
         try:
-            return self._call(self._hm, self._refs[0], _ONE, self._decode_message)
+            pstr = self._payload_str
+            pstr.size = len(data)
+            pstr.data = data
+            if raw_sender is None:
+                self._sender_opt.ptr = None
+            else:
+                self._sender_val.of.str.size = len(raw_sender)
+                self._sender_val.of.str.data = raw_sender
+                self._sender_opt.ptr = ctypes.addressof(self._sender_val)
+            kind = self._kind_str
+            if request:
+                kind.size, kind.data = 7, _REQUEST
+            else:
+                kind.size, kind.data = 4, _TELL
+            keep = self._set_headers(raw_headers)
+            result = self._call_locked(self._hm, self._refs[0], _ONE, self._decode_message)
+            del keep  # the header values stayed alive for the call
+            return result
         finally:
-            del keep
+            self._lock.release()
 
     def handle_callback(self, request_id: int, outcome: bytes | RequestError) -> CallResult:
         """Deliver the outcome of the guest's earlier ``request`` with ``request_id``."""
-        args = self._hc_args
-        args[0].of.u64 = request_id
-        res = args[1].of.result
-        inner = self._hc_inner
-        if isinstance(outcome, RequestError):
-            res.is_ok = False
-            inner.kind = abi.VARIANT
-            name = outcome.reason.value.encode()
-            inner.of.variant.discriminant.size = len(name)
-            inner.of.variant.discriminant.data = name
-            if outcome.reason == "timeout":
-                inner.of.variant.val = None
+        if not isinstance(outcome, RequestError) and len(outcome) > self.limits.max_payload:
+            raise PayloadTooLargeError(
+                f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"
+            )
+        if not self._lock.acquire(blocking=False):
+            raise InstanceBusyError
+        try:
+            args = self._hc_args
+            args[0].of.u64 = request_id
+            res = args[1].of.result
+            inner = self._hc_inner
+            if isinstance(outcome, RequestError):
+                res.is_ok = False
+                inner.kind = abi.VARIANT
+                name = outcome.reason.value.encode()
+                inner.of.variant.discriminant.size = len(name)
+                inner.of.variant.discriminant.data = name
+                if outcome.reason == "timeout":
+                    inner.of.variant.val = None
+                else:
+                    detail = outcome.detail.encode(errors="replace")
+                    self._hc_detail.of.str.size = len(detail)
+                    self._hc_detail.of.str.data = detail
+                    inner.of.variant.val = ctypes.addressof(self._hc_detail)
             else:
-                detail = outcome.detail.encode()
-                self._hc_detail.of.str.size = len(detail)
-                self._hc_detail.of.str.data = detail
-                inner.of.variant.val = ctypes.addressof(self._hc_detail)
-        else:
-            if len(outcome) > self.limits.max_payload:
-                raise PayloadTooLargeError(
-                    f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"
-                )
-            data = abi.to_guest(outcome)
-            res.is_ok = True
-            inner.kind = abi.STRING
-            inner.of.str.size = len(data)
-            inner.of.str.data = data
-        res.val = ctypes.addressof(inner)
-        return self._call(self._hc, self._refs[1], _TWO, self._decode_unit)
+                data = abi.to_guest(outcome)
+                res.is_ok = True
+                inner.kind = abi.STRING
+                inner.of.str.size = len(data)
+                inner.of.str.data = data
+            res.val = ctypes.addressof(inner)
+            return self._call_locked(self._hc, self._refs[1], _TWO, self._decode_unit)
+        finally:
+            self._lock.release()
 
-    def _set_headers(self, headers: Sequence[tuple[str, str]]) -> object:
+    def _set_headers(self, headers: list[tuple[bytes, bytes]]) -> object:
         vec = self._headers_vec
         if not headers:
             vec.size = 0
@@ -241,11 +267,8 @@ class Instance:
             return None
         tuples = (abi.Val * len(headers))()
         pairs = (abi.Val * (2 * len(headers)))()
-        raws = []
-        for i, (name, value) in enumerate(headers):
-            for j, text in enumerate((name, value)):
-                raw = text.encode()
-                raws.append(raw)
+        for i, pair in enumerate(headers):
+            for j, raw in enumerate(pair):
                 slot = pairs[2 * i + j]
                 slot.kind = abi.STRING
                 slot.of.str.size = len(raw)
@@ -255,17 +278,7 @@ class Instance:
             tuples[i].of.vec.data = ctypes.addressof(pairs) + 2 * i * abi.VAL_SIZE
         vec.size = len(headers)
         vec.data = ctypes.addressof(tuples)
-        return (tuples, pairs, raws)
-
-    def _call(
-        self, func: c_void_p, args: c_void_p, nargs: c_size_t, decode: Callable[[int], Outcome]
-    ) -> CallResult:
-        if not self._lock.acquire(blocking=False):
-            raise InstanceBusyError
-        try:
-            return self._call_locked(func, args, nargs, decode)
-        finally:
-            self._lock.release()
+        return (tuples, pairs, headers)
 
     def _call_locked(
         self, func: c_void_p, args: c_void_p, nargs: c_size_t, decode: Callable[[int], Outcome]
@@ -297,6 +310,7 @@ class Instance:
                 return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
         finally:
             install(None)
+        self._settle_logs()
         abi.get_fuel(ctx, byref(self._remaining))
         fuel = self.limits.fuel - self._remaining.value
         if state.txn is not None:
@@ -312,11 +326,25 @@ class Instance:
     def _crashed(self, crash: Crash, elapsed: float) -> CallResult:
         state = self._state
         fault = state.fault
+        self._settle_logs()
         state.begin()
         self.crash = crash
+        # What the call burnt before it crashed (all of it for fuel exhaustion).
+        abi.get_fuel(self._ctx, byref(self._remaining))
+        fuel = self.limits.fuel - self._remaining.value
         if fault is not None and not isinstance(fault, Exception):
             raise fault  # KeyboardInterrupt, SystemExit...: the crash is recorded, don't swallow
-        return CallResult(crash, self.limits.fuel, elapsed)
+        return CallResult(crash, fuel, elapsed)
+
+    def _settle_logs(self) -> None:
+        state = self._state
+        if state.log_dropped:
+            self.context.logger.warning(
+                "dropped %d log records: one call may log %d bytes",
+                state.log_dropped,
+                self.limits.max_log_bytes,
+            )
+            state.log_dropped = 0
 
     # -- result decoding (wasmtime-owned memory, read in place) ----------------
 
@@ -344,7 +372,10 @@ class Instance:
     def _app_error(record_addr: int) -> AppError:
         # record app-error { message: string }: one entry; its value follows the name.
         entries = abi.read_pointer(record_addr, abi.OF + 8)
-        return AppError(abi.read_string(entries + 16).decode())
+        raw = abi.read_string(entries + 16)
+        if len(raw) > _MAX_ERROR:  # it travels to askers, dead letters and logs: keep it short
+            return AppError(raw[:_MAX_ERROR].decode(errors="ignore") + f"... ({len(raw)} bytes)")
+        return AppError(raw.decode())
 
     # -- lifetime -------------------------------------------------------------
 

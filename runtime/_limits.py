@@ -6,13 +6,16 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import msgspec
 
-from ._errors import ManifestError
+from ._errors import InvalidMessageError, ManifestError, PayloadTooLargeError
 
-__all__ = ["GiB", "GuestBuild", "KiB", "Limits", "Manifest", "MiB", "parse_size"]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["GiB", "GuestBuild", "KiB", "Limits", "Manifest", "MiB", "encode_metadata", "parse_size"]
 
 T = TypeVar("T")
 
@@ -55,6 +58,28 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_payload: int = 1 * MiB
     #: Messages one handler call may queue with ``send`` and ``request``.
     max_outbox: int = 1024
+    #: Payload bytes one handler call may queue with ``send`` and ``request``;
+    #: ``None``: the memory limit (a call cannot make the host hold more
+    #: than the guest itself may hold).
+    max_outbox_bytes: int | None = None
+    #: Bytes (keys and values) one handler call may write to storage;
+    #: ``None``: the memory limit.
+    max_storage_bytes: int | None = None
+    #: Bytes of the sender address and headers of a message into a call.
+    max_metadata: int = 64 * KiB
+    #: Headers of a message into a call.
+    max_headers: int = 64
+    #: Longest log record; a longer one is cut to this many bytes.
+    max_log_record: int = 4 * KiB
+    #: Log bytes one handler call may write; later records are dropped and
+    #: counted in one warning.
+    max_log_bytes: int = 64 * KiB
+    #: Longest ``timeout-ms`` a ``request`` may ask for, in seconds.
+    max_request_timeout: float = 300.0
+    #: Requests of this actor waiting for their reply at once.
+    max_pending_requests: int = 1024
+    #: Keys one ``storage.keys`` call may return.
+    max_keys: int = 10_000
     #: Core wasm instances in the store (a Python guest uses a handful).
     max_instances: int = 100
     #: Tables in the store.
@@ -70,6 +95,12 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             "fuel",
             "max_payload",
             "max_outbox",
+            "max_metadata",
+            "max_headers",
+            "max_log_record",
+            "max_log_bytes",
+            "max_pending_requests",
+            "max_keys",
             "max_instances",
             "max_tables",
             "max_table_elements",
@@ -77,8 +108,83 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)}")
-        if not (self.timeout > 0 and math.isfinite(self.timeout)):
-            raise ValueError(f"Limits.timeout must be a positive number of seconds, got {self.timeout}")
+        for name in ("max_outbox_bytes", "max_storage_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"Limits.{name} must be positive, got {value}")
+        for name in ("timeout", "max_request_timeout"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"Limits.{name} must be a positive number of seconds, got {value}")
+
+    @property
+    def outbox_bytes(self) -> int:
+        """The effective :attr:`max_outbox_bytes`."""
+        return self.max_outbox_bytes if self.max_outbox_bytes is not None else self.memory
+
+    @property
+    def storage_bytes(self) -> int:
+        """The effective :attr:`max_storage_bytes`."""
+        return self.max_storage_bytes if self.max_storage_bytes is not None else self.memory
+
+
+Header = tuple[str, str]
+
+
+def encode_metadata(
+    limits: Limits, payload: bytes, sender: str | None, headers: Sequence[Header]
+) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:
+    """Check a message against ``limits`` before it is queued or called and
+    return its sender and headers as UTF-8.
+
+    Raises :class:`PayloadTooLargeError` for a payload over ``max_payload``
+    and :class:`InvalidMessageError` for a payload that is not ``bytes``, a
+    sender or header that is not a string of valid Unicode, more than
+    ``max_headers`` headers, or metadata (sender and headers) over
+    ``max_metadata`` bytes.
+    """
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise InvalidMessageError(f"a payload is bytes, not {type(payload).__name__}")
+    if len(payload) > limits.max_payload:
+        raise PayloadTooLargeError(
+            f"payload of {len(payload)} bytes exceeds the limit of {limits.max_payload}"
+        )
+    if sender is None and not headers:
+        return None, []
+    if len(headers) > limits.max_headers:
+        raise InvalidMessageError(f"{len(headers)} headers exceed the limit of {limits.max_headers}")
+    over = InvalidMessageError(f"sender and headers exceed the limit of {limits.max_metadata} bytes")
+    left = limits.max_metadata
+    raw_sender = None
+    if sender is not None:
+        raw_sender = _utf8(sender, "the sender", left, over)
+        left -= len(raw_sender)
+    raw_headers = []
+    for header in headers:
+        if not (isinstance(header, tuple | list) and len(header) == 2):
+            raise InvalidMessageError("a header is a (name, value) pair of strings")
+        name = _utf8(header[0], "a header name", left, over)
+        left -= len(name)
+        value = _utf8(header[1], "a header value", left, over)
+        left -= len(value)
+        raw_headers.append((name, value))
+    return raw_sender, raw_headers
+
+
+def _utf8(text: object, what: str, left: int, over: InvalidMessageError) -> bytes:
+    if not isinstance(text, str):
+        raise InvalidMessageError(f"{what} is a string, not {type(text).__name__}")
+    if len(text) > left:  # before encoding: UTF-8 is never shorter than the characters
+        raise over
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidMessageError(
+            f"{what} is not valid Unicode: {exc.reason} at position {exc.start}"
+        ) from None
+    if len(raw) > left:
+        raise over
+    return raw
 
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -90,6 +196,15 @@ class _ManifestLimits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
     timeout_ms: Positive
     max_payload: int | str = 1 * MiB
     max_outbox: Positive = 1024
+    max_outbox_bytes: int | str | None = None
+    max_storage_bytes: int | str | None = None
+    max_metadata: int | str = 64 * KiB
+    max_headers: Positive = 64
+    max_log_record: int | str = 4 * KiB
+    max_log_bytes: int | str = 64 * KiB
+    max_request_timeout_ms: Positive = 300_000
+    max_pending_requests: Positive = 1024
+    max_keys: Positive = 10_000
     max_instances: Positive = 100
     max_tables: Positive = 100
     max_table_elements: Positive = 1_000_000
@@ -180,6 +295,17 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
                 timeout=lim.timeout_ms / 1000,
                 max_payload=parse_size(lim.max_payload),
                 max_outbox=lim.max_outbox,
+                max_outbox_bytes=None if lim.max_outbox_bytes is None else parse_size(lim.max_outbox_bytes),
+                max_storage_bytes=None
+                if lim.max_storage_bytes is None
+                else parse_size(lim.max_storage_bytes),
+                max_metadata=parse_size(lim.max_metadata),
+                max_headers=lim.max_headers,
+                max_log_record=parse_size(lim.max_log_record),
+                max_log_bytes=parse_size(lim.max_log_bytes),
+                max_request_timeout=lim.max_request_timeout_ms / 1000,
+                max_pending_requests=lim.max_pending_requests,
+                max_keys=lim.max_keys,
                 max_instances=lim.max_instances,
                 max_tables=lim.max_tables,
                 max_table_elements=lim.max_table_elements,

@@ -16,16 +16,26 @@ class GuestOutput:
     thread) and logs each complete line; never mixes guest output into the
     host's own stdout."""
 
-    def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    def __init__(
+        self, logger: logging.Logger | logging.LoggerAdapter[Any], budget: int | None = None
+    ) -> None:
         self.logger = logger
         self._partial = {"stdout": b"", "stderr": b""}
         #: stderr written since the last :meth:`mark`, capped (for crash reports).
         self.stderr_tail = b""
+        #: Bytes one call may log (``None``: unbounded); lines past it are
+        #: dropped, with one warning. WASI delivers output on its own thread,
+        #: so a call's last lines may count against the next call's budget.
+        self.budget = budget
+        self._logged = 0
+        self._dropping = False
 
     def mark(self) -> None:
-        """Start a new call: forget the previous call's stderr tail."""
+        """Start a new call: forget the previous call's stderr tail and budget."""
         if self.stderr_tail:
             self.stderr_tail = b""
+        self._logged = 0
+        self._dropping = False
 
     def stdout(self, data: bytes) -> None:
         self._write("stdout", logging.INFO, data)
@@ -44,7 +54,15 @@ class GuestOutput:
                 rest = b""
             self._partial[stream] = rest
             for line in lines:
-                self.logger.log(level, "%s: %s", stream, line.decode(errors="replace"))
+                if self.budget is not None and self._logged + len(line) > self.budget:
+                    if not self._dropping:
+                        self._dropping = True
+                        self.logger.warning(
+                            "dropping stdout/stderr: one call may print %d bytes", self.budget
+                        )
+                    continue
+                self._logged += len(line)
+                self.logger.log(level, "%s: %s", stream, line[:_MAX_LINE].decode(errors="replace"))
         except Exception:  # noqa: BLE001 - a logging failure must not reach wasmtime
             pass
 

@@ -35,8 +35,9 @@ class StorageBackend(Protocol):
         """The value at ``key``, or ``None``."""
         ...
 
-    def keys(self, namespace: str, prefix: str) -> list[str]:
-        """Keys starting with ``prefix``, ascending."""
+    def keys(self, namespace: str, prefix: str, limit: int | None = None) -> list[str]:
+        """Keys starting with ``prefix``, ascending; the first ``limit`` of
+        them when a limit is given."""
         ...
 
     def apply(self, namespace: str, writes: Mapping[str, Write]) -> None:
@@ -59,9 +60,10 @@ class MemoryStorage:
         with self._lock:
             return self._data.get(namespace, {}).get(key)
 
-    def keys(self, namespace: str, prefix: str) -> list[str]:
+    def keys(self, namespace: str, prefix: str, limit: int | None = None) -> list[str]:
         with self._lock:
-            return sorted(k for k in self._data.get(namespace, {}) if k.startswith(prefix))
+            found = sorted(k for k in self._data.get(namespace, {}) if k.startswith(prefix))
+        return found if limit is None else found[:limit]
 
     def apply(self, namespace: str, writes: Mapping[str, Write]) -> None:
         with self._lock:
@@ -75,6 +77,17 @@ class MemoryStorage:
     def close(self) -> None:
         with self._lock:
             self._data.clear()
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix``
+    (``None``: there is none, every string from ``prefix`` on qualifies)."""
+    while prefix:
+        code = ord(prefix[-1]) + 1
+        if code <= 0x10FFFF:
+            return prefix[:-1] + chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
+        prefix = prefix[:-1]
+    return None
 
 
 class SQLiteStorage:
@@ -103,13 +116,15 @@ class SQLiteStorage:
             row = self._db.execute("SELECT value FROM kv WHERE ns=? AND key=?", (namespace, key)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def keys(self, namespace: str, prefix: str) -> list[str]:
+    def keys(self, namespace: str, prefix: str, limit: int | None = None) -> list[str]:
         # Range scan instead of LIKE: no escaping of % and _ in user keys.
+        # SQLite compares TEXT as UTF-8 bytes, which orders as code points do.
+        upper = _successor(prefix)
+        query = "SELECT key FROM kv WHERE ns=? AND key>=?" + (" AND key<?" if upper is not None else "")
+        params: tuple[object, ...] = (namespace, prefix) if upper is None else (namespace, prefix, upper)
+        query += " ORDER BY key LIMIT ?"
         with self._lock, _wrapped(self.path):
-            rows = self._db.execute(
-                "SELECT key FROM kv WHERE ns=? AND key>=? AND key<? ORDER BY key",
-                (namespace, prefix, prefix + "\U0010ffff"),
-            ).fetchall()
+            rows = self._db.execute(query, (*params, -1 if limit is None else limit)).fetchall()
         return [r[0] for r in rows]
 
     def apply(self, namespace: str, writes: Mapping[str, Write]) -> None:
@@ -176,15 +191,20 @@ class Transaction:
         self._writes[key] = None
         return existed
 
-    def keys(self, prefix: str) -> list[str]:
-        found = set(self._backend.keys(self._namespace, prefix))
+    def keys(self, prefix: str, limit: int | None = None) -> list[str]:
+        """Keys starting with ``prefix``, in order; at most ``limit`` + 1 of
+        them when a limit is given (so a caller can tell it was exceeded)."""
+        # Buffered deletes may hide up to len(writes) of the backend's keys.
+        fetch = None if limit is None else limit + 1 + len(self._writes)
+        found = set(self._backend.keys(self._namespace, prefix, fetch))
         for key, value in self._writes.items():
             if key.startswith(prefix):
                 if value is None:
                     found.discard(key)
                 else:
                     found.add(key)
-        return sorted(found)
+        ordered = sorted(found)
+        return ordered if limit is None else ordered[: limit + 1]
 
     @property
     def pending(self) -> int:

@@ -16,7 +16,15 @@ from ._host import HOST_FUNCTIONS, WIT_PACKAGE, WIT_VERSION
 if TYPE_CHECKING:
     from wasmtime.component._types import ComponentExtern
 
-__all__ = ["EXPECTED_EXPORTS", "HANDLER", "describe_item", "render_func", "render_type"]
+__all__ = [
+    "EXPECTED_EXPORTS",
+    "HANDLER",
+    "HOST_SIGNATURES",
+    "PROVIDED_INTERFACES",
+    "describe_item",
+    "render_func",
+    "render_type",
+]
 
 HANDLER = f"{WIT_PACKAGE}/handler@{WIT_VERSION}"
 
@@ -36,10 +44,44 @@ EXPECTED_EXPORTS = {
     "handle-callback": f"func(u64, result<string, {_REQUEST_ERROR}>) -> result<_, {_APP_ERROR}>",
 }
 
-#: Interfaces the host implements, each with the functions it offers.
-PROVIDED_INTERFACES = {
-    f"{WIT_PACKAGE}/{iface}@{WIT_VERSION}": set(funcs) for iface, funcs in HOST_FUNCTIONS.items()
-} | {f"{WIT_PACKAGE}/types@{WIT_VERSION}": set()}
+_SEND_ERROR = (
+    "variant { invalid-address(string), unknown-recipient(string), invalid-payload(string), "
+    "payload-too-large(u32), outbox-full(u32), quota-exceeded(string) }"
+)
+_STORAGE_ERROR = (
+    "variant { invalid-key(string), invalid-value(string), value-too-large(u32), backend(string), "
+    "quota-exceeded(string) }"
+)
+_LOG_LEVEL = "enum { trace, debug, info, warn, error }"
+
+#: Interface -> function -> the WIT signature the host implements. The host
+#: functions are registered untyped (wasmtime would hand them whatever the
+#: component declares), so every import is compared with these at load.
+HOST_SIGNATURES = {
+    "messaging": {
+        "send": f"func(string, string) -> result<_, {_SEND_ERROR}>",
+        "request": f"func(string, string, u32) -> result<u64, {_SEND_ERROR}>",
+        "self-address": "func() -> string",
+    },
+    "services": {
+        "log": f"func({_LOG_LEVEL}, string)",
+        "now-ns": "func() -> u64",
+        "monotonic-ns": "func() -> u64",
+    },
+    "storage": {
+        "get": f"func(string) -> result<option<string>, {_STORAGE_ERROR}>",
+        "set": f"func(string, string) -> result<_, {_STORAGE_ERROR}>",
+        "delete": f"func(string) -> result<bool, {_STORAGE_ERROR}>",
+        "keys": f"func(string) -> result<list<string>, {_STORAGE_ERROR}>",
+    },
+}
+if {i: set(f) for i, f in HOST_SIGNATURES.items()} != {i: set(f) for i, f in HOST_FUNCTIONS.items()}:
+    raise ImportError("HOST_SIGNATURES and HOST_FUNCTIONS disagree")  # pragma: no cover
+
+#: Interfaces the host implements: full name -> function -> signature.
+PROVIDED_INTERFACES: dict[str, dict[str, str]] = {
+    f"{WIT_PACKAGE}/{iface}@{WIT_VERSION}": funcs for iface, funcs in HOST_SIGNATURES.items()
+} | {f"{WIT_PACKAGE}/types@{WIT_VERSION}": {}}
 
 _PRIMITIVES = {
     wc.Bool: "bool",

@@ -101,3 +101,34 @@ def test_limits_reject_nonsense() -> None:
         Limits(memory=0, fuel=1, timeout=1)
     with pytest.raises(ValueError, match="timeout"):
         Limits(memory=1, fuel=1, timeout=float("inf"))
+
+
+def test_manifest_sets_the_per_call_budgets(tmp_path: Path) -> None:
+    """Every budget a guest can exhaust has a manifest key; unset ones derive from the memory limit."""
+    text = GOOD + (
+        'max-outbox-bytes = "2 MiB"\nmax-storage-bytes = 4096\nmax-keys = 10\nmax-log-record = "1 KiB"\n'
+        'max-log-bytes = "8 KiB"\nmax-request-timeout-ms = 9000\nmax-pending-requests = 3\n'
+        'max-metadata = "1 KiB"\nmax-headers = 2\n'
+    )
+    limits = Manifest.load(write(tmp_path, text)).limits
+    assert (limits.outbox_bytes, limits.storage_bytes, limits.max_keys) == (2 * MiB, 4096, 10)
+    assert (limits.max_log_record, limits.max_log_bytes) == (1024, 8192)
+    assert (limits.max_request_timeout, limits.max_pending_requests) == (9.0, 3)
+    assert (limits.max_metadata, limits.max_headers) == (1024, 2)
+    defaults = Manifest.load(write(tmp_path, GOOD)).limits
+    assert defaults.outbox_bytes == defaults.storage_bytes == 64 * MiB
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("max-storage-bytes = 0", "max_storage_bytes must be positive"),
+        ('max-outbox-bytes = "lots"', "not a byte size"),
+        ("max-pending-requests = -1", "limits.max-pending-requests"),
+        ("max-request-timeout-ms = 0", "limits.max-request-timeout-ms"),
+    ],
+)
+def test_manifest_refuses_bad_budgets(tmp_path: Path, line: str, says: str) -> None:
+    """A budget that is not a positive size or count is an error naming it."""
+    with pytest.raises(ManifestError, match=says):
+        Manifest.load(write(tmp_path, GOOD + line + "\n"))

@@ -24,6 +24,7 @@ from wasmactors.runtime import (
 from .conftest import LIMITS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 SHELL = (ROOT / "tests" / "guests" / "wat" / "shell.wat").read_text()
@@ -160,3 +161,25 @@ def test_a_changed_file_is_recompiled_not_served_stale(tmp_path: Path) -> None:
         assert second.digest != first.digest
         with Instance(second, LIMITS) as inst:
             assert not inst.handle_message(b"x", request=True).ok
+
+
+@pytest.mark.parametrize(
+    ("cut", "reason"),
+    [
+        (lambda b: b[: len(b) // 2], "unexpected end-of-file"),
+        (lambda b: b[:9], "unexpected end-of-file"),
+        (lambda b: b + b"garbage!", "unexpected end-of-file"),
+        (lambda b: b[:8] + b"\xff" * 20, "malformed section id"),
+    ],
+)
+def test_malformed_binaries_say_why_on_one_line(
+    engine: Engine, cut: Callable[[bytes], bytes], reason: str
+) -> None:
+    """Truncated files and trailing garbage give wasmtime's whole cause, not a cut-off 'Caused by:'."""
+    data = cut(wasmtime.wat2wasm(wat_guest("echo")))
+    with pytest.raises(CompileError) as info:
+        engine.load(data)
+    message = str(info.value)
+    assert reason in message
+    assert "Caused by" not in message
+    assert "\n" not in message

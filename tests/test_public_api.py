@@ -21,13 +21,14 @@ def test_runtime_public_names() -> None:
     assert sorted(wasmactors.runtime.__all__) == [
         "AppError", "CallResult", "CompileError", "Component", "ComponentError", "ComponentInfo",
         "CoreModuleError", "Crash", "CrashKind", "Engine", "GiB", "GuestBuild", "HostCall", "HostContext",
-        "Instance", "InstanceBrokenError",
-        "InstanceBusyError", "InstanceClosedError", "InstantiationError", "KiB", "Limits", "Manifest",
+        "ImportMismatchError", "Instance", "InstanceBrokenError",
+        "InstanceBusyError", "InstanceClosedError", "InstantiationError", "InvalidMessageError", "KiB",
+        "Limits", "Manifest",
         "ManifestError",
         "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome", "Outgoing",
         "PayloadTooLargeError", "RequestError", "RequestFailure", "SQLiteStorage", "StorageBackend",
         "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
-        "default_cache_dir", "parse_size",
+        "default_cache_dir", "encode_metadata", "parse_size",
     ]  # fmt: skip
     for name in wasmactors.runtime.__all__:
         assert hasattr(wasmactors.runtime, name), name

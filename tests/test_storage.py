@@ -6,6 +6,8 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wasmactors.runtime import (
     Component,
@@ -153,3 +155,61 @@ def test_counter_example_keeps_its_total(counter: Component) -> None:
         bad = inst.handle_message(b"add lots", request=True)
         assert bad.outcome.message == "add needs a whole number, got 'lots'"  # type: ignore[union-attr]
     assert store.get("ex/counter", "total") == b"12"
+
+
+_keys = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6)
+_ops = st.lists(st.tuples(st.booleans(), _keys, st.binary(max_size=8)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=_ops, prefixes=st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=3), max_size=6)
+)
+def test_sqlite_and_memory_backends_agree(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[bool, str, bytes]], prefixes: list[str]
+) -> None:
+    """Over the whole Unicode range (NUL and U+10FFFF included), both backends agree on
+    every get and every keys(prefix), with and without a limit."""
+    memory, sqlite = MemoryStorage(), SQLiteStorage(tmp_path_factory.mktemp("agree") / "s.db")
+    try:
+        for is_set, key, value in ops:
+            for backend in (memory, sqlite):
+                backend.apply("ns", {key: value if is_set else None})
+        keys = {key for _, key, _ in ops}
+        for key in keys:
+            assert memory.get("ns", key) == sqlite.get("ns", key)
+        for prefix in [
+            *prefixes,
+            "",
+            "\U0010ffff",
+            *(k[:1] for k in keys),
+            *(k + "\U0010ffff" for k in keys),
+        ]:
+            expected = memory.keys("ns", prefix)
+            assert expected == sorted(
+                k for k in keys if k.startswith(prefix) and memory.get("ns", k) is not None
+            )
+            assert sqlite.keys("ns", prefix) == expected, prefix
+            assert sqlite.keys("ns", prefix, 2) == expected[:2]
+            assert memory.keys("ns", prefix, 2) == expected[:2]
+    finally:
+        sqlite.close()
+
+
+def test_keys_of_a_transaction_see_its_writes_within_a_limit(backend: StorageBackend) -> None:
+    """A limited keys() over buffered deletes and sets still returns the first keys in order."""
+    backend.apply("ns", {f"k{i}": b"v" for i in range(10)})
+    txn = Transaction(backend, "ns")
+    for i in range(5):
+        txn.delete(f"k{i}")
+    txn.set("k05", b"new")
+    assert txn.keys("k", 3) == ["k05", "k5", "k6", "k7"]
+    assert txn.keys("k") == ["k05", "k5", "k6", "k7", "k8", "k9"]
+
+
+def test_keys_after_the_last_code_point_are_found(backend: StorageBackend) -> None:
+    """A key continuing its prefix with U+10FFFF is still under the prefix (SQLite range scan edge)."""
+    backend.apply("ns", {"a\U0010ffff": b"1", "a\U0010ffffz": b"2", "b": b"3", "\U0010ffff": b"4"})
+    assert backend.keys("ns", "a") == ["a\U0010ffff", "a\U0010ffffz"]
+    assert backend.keys("ns", "\U0010ffff") == ["\U0010ffff"]
+    assert backend.keys("ns", "") == ["a\U0010ffff", "a\U0010ffffz", "b", "\U0010ffff"]

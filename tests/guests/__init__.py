@@ -11,9 +11,23 @@ WAT = Path(__file__).parent / "wat"
 
 def wat_guest(name: str) -> bytes:
     """The component text of WAT guest ``name`` (a file in tests/guests/wat/)."""
+    return wat_component((WAT / f"{name}.wat").read_text())
+
+
+def wat_component(body: str, *, imports: str = "", lower: str = "", core_imports: str = "") -> bytes:
+    """A WAT guest from its core module fields ``body`` and, for a guest that
+    calls host functions, its component-level ``imports``, the ``lower``
+    definitions (core funcs, ending with a core instance ``$host``) and the
+    module's ``core_imports`` from ``"host"``."""
     shell = (WAT / "shell.wat").read_text()
-    body = (WAT / f"{name}.wat").read_text()
-    return shell.replace(";;@GUEST@", body).encode()
+    return (
+        shell.replace(";;@GUEST@", body)
+        .replace(";;@IMPORTS@", imports)
+        .replace(";;@LOWER@", lower)
+        .replace(";;@CORE-IMPORTS@", core_imports)
+        .replace(";;@WITH@", '(with "host" (instance $host))' if core_imports else "")
+        .encode()
+    )
 
 
 def python_guest(name: str) -> Path:

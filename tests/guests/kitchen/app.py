@@ -40,6 +40,10 @@ def run(command: str, args: list[str], msg: types.Envelope) -> str | None:
     if command == "print":
         print(" ".join(args))
         return None
+    if command == "spam":  # spam LINES WIDTH: flood stdout
+        for _ in range(int(args[0])):
+            print("x" * int(args[1]))
+        return None
     if command == "stderr":
         import sys
 

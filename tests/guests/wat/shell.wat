@@ -6,8 +6,16 @@
 ;;   0 sender-is-some, 1 sender-ptr, 2 sender-len, 3 kind (0 tell, 1 request),
 ;;   4 payload-ptr, 5 payload-len, 6 headers-ptr, 7 headers-len
 ;; and which returns the address of the result, built with the helpers below.
+;; Guests that import host functions fill four more markers (see
+;; tests/guests/__init__.py): IMPORTS (component-level imports), LOWER (core
+;; funcs lowered from them and a core instance `$host` exporting them),
+;; CORE-IMPORTS (the guest module's imports from "host") and WITH.
 (component
-  (core module $M
+  ;;@IMPORTS@
+  ;; Memory and allocator live in their own core instance, so that host
+  ;; functions can be lowered against them before the guest module, which
+  ;; imports both the memory and the lowered functions, is instantiated.
+  (core module $Mem
     (memory (export "memory") 1)
     ;; A bump allocator reset after every call (post-return).
     (global $heap (mut i32) (i32.const 1024))
@@ -21,7 +29,13 @@
         (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable))
         (br $grow)))
       (local.get $p))
-    (func (export "cabi_post_reset") (param i32) (global.set $heap (i32.const 1024)))
+    (func (export "cabi_post_reset") (param i32) (global.set $heap (i32.const 1024))))
+  (core instance $mem (instantiate $Mem))
+  ;;@LOWER@
+  (core module $M
+    (import "mem" "memory" (memory 1))
+    (import "mem" "cabi_realloc" (func $realloc (param i32 i32 i32 i32) (result i32)))
+    ;;@CORE-IMPORTS@
     ;; ok(some(bytes at ptr..ptr+len))
     (func $reply_some (param $ptr i32) (param $len i32) (result i32)
       (i32.store8 (i32.const 16) (i32.const 0))
@@ -46,7 +60,8 @@
     ;;@GUEST@
     (export "handle-message" (func $handle))
   )
-  (core instance $m (instantiate $M))
+  (core instance $m (instantiate $M (with "mem" (instance $mem)) ;;@WITH@
+  ))
   (type $kind (enum "tell" "request"))
   (type $env (record (field "sender" (option string)) (field "kind" $kind) (field "payload" string)
                      (field "headers" (list (tuple string string)))))
@@ -54,12 +69,12 @@
   (type $request-error (variant (case "timeout") (case "app-error" string) (case "crashed" string)
                                 (case "unknown-recipient" string) (case "stopped" string) (case "mailbox-full" string)))
   (func $hm (param "msg" $env) (result (result (option string) (error $app-error)))
-    (canon lift (core func $m "handle-message") (memory (core memory $m "memory"))
-                (realloc (core func $m "cabi_realloc")) (post-return (core func $m "cabi_post_reset"))))
+    (canon lift (core func $m "handle-message") (memory (core memory $mem "memory"))
+                (realloc (core func $mem "cabi_realloc")) (post-return (core func $mem "cabi_post_reset"))))
   (func $hc (param "id" u64) (param "outcome" (result string (error $request-error)))
             (result (result (error $app-error)))
-    (canon lift (core func $m "handle-callback") (memory (core memory $m "memory"))
-                (realloc (core func $m "cabi_realloc")) (post-return (core func $m "cabi_post_reset"))))
+    (canon lift (core func $m "handle-callback") (memory (core memory $mem "memory"))
+                (realloc (core func $mem "cabi_realloc")) (post-return (core func $mem "cabi_post_reset"))))
   ;; Exported types must be named inside the exported instance: a shim
   ;; component re-exports them, as wit-component does.
   (component $Shim
