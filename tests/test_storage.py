@@ -157,14 +157,12 @@ def test_counter_example_keeps_its_total(counter: Component) -> None:
     assert store.get("ex/counter", "total") == b"12"
 
 
-_keys = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6)
+_keys = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=6)
 _ops = st.lists(st.tuples(st.booleans(), _keys, st.binary(max_size=8)), max_size=40)
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    ops=_ops, prefixes=st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=3), max_size=6)
-)
+@given(ops=_ops, prefixes=st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=3), max_size=6))
 def test_sqlite_and_memory_backends_agree(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[bool, str, bytes]], prefixes: list[str]
 ) -> None:
