@@ -14,16 +14,31 @@ GUESTS := examples/echo/build/echo.wasm \
           examples/supervision/build/supervision.wasm \
           examples/http-service/build/http-service.wasm \
           tests/guests/kitchen/build/kitchen.wasm
+# JavaScript guests (componentize-js; `wasmactors build` installs it with npm
+# into ~/.cache/wasmactors/toolchains on first use). Skipped without node.
+JS_GUESTS := $(if $(shell command -v node && command -v npm),examples/polyglot/tally/build/tally.wasm)
 
-.PHONY: all setup guests lint typecheck test demo bench clean
+.PHONY: all setup guests lint typecheck test demo bench clean FORCE
 
 all: test
 
-# The virtualenv with the project (editable) and its dev tools; redone when
-# pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The list of modules and package data: a strict editable install links each
+# file, so a new module needs a reinstall (an edited one does not).
+MODULES := $(sort $(wildcard wasmactors/*.py runtime/*.py actors/*.py messaging/*.py wit/*.wit))
+MODULE_LIST := build/modules.txt
+
+$(MODULE_LIST): FORCE
+	@mkdir -p $(@D)
+	@echo '$(MODULES)' | cmp -s - $@ || echo '$(MODULES)' > $@
+
+# The virtualenv with the project in setuptools' strict editable mode (a tree
+# of links laid out as the installed package, which mypy and IDEs follow) and
+# its dev tools; redone when pyproject.toml or the module list changes.
+$(STAMP): pyproject.toml $(MODULE_LIST)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing wasmactors and its dev tools into $(VENV) (about a minute the first time)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+		--config-settings editable_mode=strict
 	@touch $@
 
 setup: $(STAMP)
@@ -33,19 +48,22 @@ setup: $(STAMP)
 $(GUESTS): %.wasm: $$(wildcard $$(dir $$(@D))*.py) $(WIT) | $(STAMP)
 	@$(BIN)/wasmactors build $(dir $(@D)) --output $@ --no-check
 
-guests: $(GUESTS)
+$(JS_GUESTS): %.wasm: $$(wildcard $$(dir $$(@D))*.js) $(WIT) | $(STAMP)
+	@$(BIN)/wasmactors build $(dir $(@D)) --output $@ --no-check
+
+guests: $(GUESTS) $(JS_GUESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy cannot follow the editable install's import hook, so it checks a
-# tree of symlinks laid out as the installed package.
+# The library strictly; tests, examples and benchmarks with the overrides in
+# pyproject.toml. MYPYPATH puts the install's link tree before the checkout's
+# root, whose `wasmactors/` folder alone is not the whole package.
+EDITABLE = $(firstword $(wildcard build/__editable__.wasmactors-*))
 typecheck: $(STAMP)
-	@rm -rf build/typecheck && mkdir -p build/typecheck/wasmactors
-	@ln -s $(CURDIR)/wasmactors/*.py $(CURDIR)/wasmactors/py.typed build/typecheck/wasmactors/
-	@for pkg in actors messaging runtime; do ln -s $(CURDIR)/$$pkg build/typecheck/wasmactors/$$pkg; done
-	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p wasmactors
+	MYPYPATH=$(EDITABLE) $(BIN)/mypy -p wasmactors
+	MYPYPATH=$(EDITABLE) $(BIN)/mypy tests examples benchmarks
 
 test: $(STAMP) guests lint typecheck
 	$(BIN)/python -m pytest

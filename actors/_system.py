@@ -329,7 +329,13 @@ class ActorSystem:
             with anyio.CancelScope(shield=True):
                 await self.root.stop(drain=True, deadline=anyio.current_time() + self.shutdown_timeout)
             self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(typ, exc, tb)
+            try:
+                await self._tg.__aexit__(typ, exc, tb)
+            except BaseExceptionGroup as group:
+                # The task group wraps the block's own error (a failed spawn):
+                # let it propagate alone, as Python would without us.
+                if exc is None or group.subgroup(lambda e: _other(e, exc)) is not None:
+                    raise
         finally:
             self._events.close()
             self._dead.close()
@@ -565,3 +571,10 @@ class ActorSystem:
                 return
             await busy[0].wait_idle()
             await anyio.lowlevel.checkpoint()
+
+
+def _other(error: BaseException, own: BaseException) -> bool:
+    """A leaf of a task group's error that is neither the block's own nor a cancellation."""
+    if isinstance(error, BaseExceptionGroup):
+        return False
+    return error is not own and not isinstance(error, anyio.get_cancelled_exc_class())

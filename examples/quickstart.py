@@ -51,10 +51,10 @@ def main() -> int:
         start = time.perf_counter()
         with Instance(component, manifest.limits, context) as restarted:
             took = (time.perf_counter() - start) * 1e3
-            reply = restarted.handle_message(b"get", request=True).outcome
-        print(f"restarted in {took:.2f} ms; the total is still {reply}")
+            still = restarted.handle_message(b"get", request=True).outcome
+        print(f"restarted in {took:.2f} ms; the total is still {still}")
         expected = Success(b"42")
-    return 0 if reply == expected else 1
+    return 0 if still == expected else 1
 
 
 if __name__ == "__main__":

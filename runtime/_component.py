@@ -4,6 +4,7 @@ and validation against the `actor` world."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -15,6 +16,7 @@ import wasmtime
 from wasmtime import WasmtimeError
 from wasmtime import component as wc
 
+from ._cache import max_cache_size, prune_cache, touch
 from ._errors import (
     CompileError,
     CoreModuleError,
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
     from ._engine import Engine
 
 __all__ = ["Component", "ComponentInfo"]
+
+_log = logging.getLogger("wasmactors.runtime")
+#: Components at least this big take seconds to compile: their first load is announced.
+ANNOUNCE_COMPILE = 1024 * 1024
 
 _MAGIC = b"\0asm"
 _CORE_VERSION = b"\x01\x00\x00\x00"
@@ -179,7 +185,9 @@ def load_artifact(engine: Engine, digest: str) -> wc.Component | None:
     if artifact is None or not artifact.exists():
         return None
     try:
-        return wc.Component.deserialize_file(engine.raw, str(artifact))
+        compiled = wc.Component.deserialize_file(engine.raw, str(artifact))
+        touch(artifact)  # the cache evicts the least recently used first
+        return compiled
     except WasmtimeError:
         artifact.unlink(missing_ok=True)  # stale or corrupt: the caller recompiles
         return None
@@ -191,24 +199,33 @@ def compile_component(engine: Engine, data: bytes, name: str, digest: str) -> tu
     if cached is not None:
         return cached, True
     artifact = _artifact(engine, digest)
+    if len(data) >= ANNOUNCE_COMPILE:  # guests compile for 10-50 s: say why nothing happens
+        _log.info(
+            "compiling %s (%.1f MiB) with wasmtime: the first load of a component takes a while%s",
+            name,
+            len(data) / 2**20,
+            "; it is cached afterwards" if artifact is not None else "",
+        )
     try:
         compiled = wc.Component(engine.raw, data)
     except WasmtimeError as exc:
         raise CompileError(f"{name}: wasmtime rejected the component: {error_chain(exc)}") from exc
     if artifact is not None:
-        _store_artifact(artifact, compiled)
+        _store_artifact(artifact, compiled, name)
     return compiled, False
 
 
-def _store_artifact(artifact: Path, compiled: wc.Component) -> None:
+def _store_artifact(artifact: Path, compiled: wc.Component, name: str) -> None:
     try:
         artifact.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=artifact.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
             out.write(compiled.serialize())
         os.replace(tmp, artifact)  # atomic: readers never see a partial file
-    except OSError:
-        pass  # an unwritable cache only costs the next load a recompile
+        artifact.with_suffix(".name").write_text(name)
+        prune_cache(artifact.parent, max_cache_size())
+    except (OSError, ValueError):
+        pass  # an unwritable cache (or a bad WASMACTORS_CACHE_MAX) only costs the next load a recompile
 
 
 def validate(engine: Engine, compiled: wc.Component, name: str) -> None:

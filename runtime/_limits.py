@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -214,6 +215,7 @@ class _ManifestLimits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
 class _ManifestBuild(msgspec.Struct, forbid_unknown_fields=True):
     module: str = "app"
     path: str = "."
+    language: Literal["python", "javascript"] | None = None
 
 
 class _ManifestFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -225,20 +227,24 @@ class _ManifestFile(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class GuestBuild(msgspec.Struct, frozen=True):
-    """How to build a Python guest from source (a manifest's ``[build]`` table)::
+    """How to build a guest from source (a manifest's ``[build]`` table)::
 
         [build]
-        module = "app"     # the module defining `Handler` (default "app")
+        module = "app"     # the module defining `Handler` (default "app"), or "app.js"
         path = "."         # its folder, relative to the manifest (default ".")
+        language = "python"  # or "javascript"; default: from module's extension
 
-    ``wasmactors build`` and ``wasmactors run`` rebuild the component with
-    componentize-py when it is missing or older than a ``.py`` file there.
+    ``wasmactors build`` and ``wasmactors run`` rebuild the component (with
+    componentize-py, or componentize-js) when it is missing or older than a
+    source file there.
     """
 
-    #: The guest's main module.
+    #: The guest's main module (Python) or entry file (JavaScript).
     module: str
     #: Absolute path of the folder holding it.
     path: Path
+    #: ``"python"`` or ``"javascript"``; ``None``: from the module's extension.
+    language: str | None = None
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -282,9 +288,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         where = str(source) if source else "<manifest>"
         data = decode_toml(text, _ManifestFile, where, ManifestError)
         lim = data.limits
+        memory = _parse_memory(lim.memory, where)
         try:
             limits = Limits(
-                memory=parse_size(lim.memory),
+                memory=memory,
                 fuel=lim.fuel,
                 timeout=lim.timeout_ms / 1000,
                 max_payload=parse_size(lim.max_payload),
@@ -310,7 +317,11 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         base = source.parent if source else Path.cwd()
         component = (base / data.component).resolve()
         name = data.name or (source.parent.name if source else component.stem)
-        build = GuestBuild(data.build.module, (base / data.build.path).resolve()) if data.build else None
+        build = (
+            GuestBuild(data.build.module, (base / data.build.path).resolve(), data.build.language)
+            if data.build
+            else None
+        )
         return cls(
             name=name,
             component=component,
@@ -321,20 +332,84 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+#: No component runs in less than one 64 KiB page; a bare number below it is
+#: a forgotten unit (``memory = 64`` meaning 64 MiB), refused at load.
+_MIN_MEMORY = 64 * KiB
+
+
+def _parse_memory(value: int | str, where: str) -> int:
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise ManifestError(f"{where}: key `limits.memory`: {exc}") from exc
+    if size < _MIN_MEMORY:
+        raise ManifestError(
+            f"{where}: key `limits.memory`: {value!r} is {size} bytes, less than any component needs "
+            f'(one 64 KiB page); give a unit, e.g. memory = "{value} MiB"'
+        )
+    return size
+
+
 def decode_toml(text: bytes | str, type: type[T], where: str, error: type[Exception]) -> T:
     """Decode a TOML file into ``type``; ``error`` says where and which key is wrong."""
     try:
         return msgspec.toml.decode(text, type=type)
     except msgspec.ValidationError as exc:
-        raise error(f"{where}: {explain_validation(str(exc))}") from exc
+        raise error(f"{where}: {explain_validation(str(exc), type)}") from exc
     except msgspec.DecodeError as exc:
         raise error(f"{where}: not valid TOML: {exc}") from exc
 
 
-def explain_validation(message: str) -> str:
-    """Turn msgspec's ``... - at `$.limits.fuel` `` into ``key `limits.fuel`: ...``."""
+_UNKNOWN = re.compile(r"^Object contains unknown field `(.+)`$")
+_BAD_ENUM = re.compile(r"^Invalid enum value '(.*)'$")
+
+
+def explain_validation(message: str, type: object = None) -> str:
+    """Turn msgspec's ``... - at `$.limits.fuel` `` into ``key `limits.fuel`: ...``;
+    with the decoded ``type``, a misspelt key gets the closest valid one and a
+    wrong enum value the list of valid ones."""
     text, sep, where = message.rpartition(" - at `$")
     if not sep:
-        return message
+        text, where = message, ""
     key = where.rstrip("`").lstrip(".")
+    if type is not None:
+        text += _hint(text, key, type)
     return f"key `{key}`: {text}" if key else text
+
+
+def _hint(text: str, key: str, type: object) -> str:
+    names: set[str] = set()
+    choices: dict[str, tuple[object, ...]] = {}
+    _collect(msgspec.inspect.type_info(type), names, choices, set())
+    if unknown := _UNKNOWN.match(text):
+        close = difflib.get_close_matches(unknown.group(1), sorted(names), n=1)
+        return f"; did you mean `{close[0]}`?" if close else ""
+    if bad := _BAD_ENUM.match(text):
+        field = re.sub(r"\[\d+\]", "", key.rpartition(".")[2])
+        values = [str(v) for v in choices.get(field, ())]
+        if not values:
+            return ""
+        close = difflib.get_close_matches(bad.group(1), values, n=1)
+        return f" (valid: {', '.join(values)})" + (f"; did you mean '{close[0]}'?" if close else "")
+    return ""
+
+
+def _collect(
+    info: msgspec.inspect.Type, names: set[str], choices: dict[str, tuple[object, ...]], seen: set[int]
+) -> None:
+    """Every field name of the structs reachable from ``info``, and the
+    values of the Literal-typed ones."""
+    if id(info) in seen:
+        return
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.StructType):
+        for field in info.fields:
+            names.add(field.encode_name)
+            if isinstance(field.type, msgspec.inspect.LiteralType):
+                choices[field.encode_name] = field.type.values
+            _collect(field.type, names, choices, seen)
+    elif isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            _collect(member, names, choices, seen)
+    elif isinstance(info, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):
+        _collect(info.item_type, names, choices, seen)

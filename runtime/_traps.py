@@ -20,6 +20,12 @@ _INTERRUPT = "interrupt"
 _OOM = re.compile(rb"memory allocation of \d+ bytes failed|MemoryError|out of memory", re.IGNORECASE)
 _OOM_FRAME = re.compile(r"(^|[!:_])(oom|out_of_memory|alloc_error|handle_alloc_error)\b")
 _FRAME = re.compile(r"^\s*\d+:\s+0x[0-9a-f]+\s+-\s+(.*)$")
+# A guest's own account of its failure on stderr: a Python or JavaScript
+# exception line (`TypeError: ...`, `app.Oops: ...`), a Rust panic.
+_ERROR_LINE = re.compile(
+    r"^(?:(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit|Interrupt)(?::|$)|thread '.*' panicked at )"
+)
+_MAX_REASON = 300
 
 
 # A crash record travels to events, stats and logs on every crash: its size
@@ -41,7 +47,11 @@ def classify(error: BaseException, fault: BaseException | None, output: GuestOut
     frames = tuple(
         _cut(m.group(1).strip(), _MAX_FRAME) for line in lines[: _MAX_FRAMES * 4] if (m := _FRAME.match(line))
     )[:_MAX_FRAMES]
-    message = _cut(_headline(lines), _MAX_MESSAGE)
+    message = _headline(lines)
+    reason = guest_error_line(output.stderr_tail)
+    if reason:
+        message = f"{reason} ({message})"
+    message = _cut(message, _MAX_MESSAGE)
     detail = _cut(detail, _MAX_DETAIL)
     if fault is not None:
         return Crash(CrashKind.HOST_FAULT, f"host fault: {type(fault).__name__}: {fault}", frames, detail)
@@ -54,6 +64,22 @@ def classify(error: BaseException, fault: BaseException | None, output: GuestOut
     else:
         kind = CrashKind.TRAP
     return Crash(kind, message, frames, detail)
+
+
+def guest_error_line(stderr: bytes) -> str:
+    """The last line of ``stderr`` in which the guest named its error (the
+    last line of a Python traceback, a JavaScript exception, a Rust panic);
+    a JavaScript engine's message before its ``Stack:``; else ``""``."""
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
+    named = [line for line in lines if _ERROR_LINE.match(line)]
+    if named:
+        return _cap(named[-1])
+    stacks = [n for n, line in enumerate(lines) if line == "Stack:" and n > 0 and lines[n - 1]]
+    return _cap(lines[stacks[-1] - 1]) if stacks else ""
+
+
+def _cap(line: str) -> str:
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 1] + "…"
 
 
 def _trap_line(lines: list[str]) -> str:

@@ -23,7 +23,7 @@ from wasmactors.messaging import Codec, Envelope, NameTakenError, PayloadDecodeE
 from wasmactors.runtime import Component, CrashKind, Engine, MemoryStorage
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
 from .conftest import PY, WAT
 
@@ -55,11 +55,11 @@ class Collector:
 
 
 @pytest.fixture
-async def system(engine: Engine) -> ActorSystem:
+async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
     async with ActorSystem(
         engine=engine, storage=MemoryStorage(), push_timeout=0.2, shutdown_timeout=0.5
     ) as sys:
-        yield sys  # type: ignore[misc]
+        yield sys
 
 
 async def test_tell_and_ask(system: ActorSystem, wat: Mapping[str, Component]) -> None:

@@ -3,6 +3,7 @@ reports a failure (one line, a documented exit code, never a traceback)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import os
@@ -17,6 +18,8 @@ import pytest
 from tests.conftest import CACHE
 from tests.guests import ROOT, python_guest, wat_guest
 from wasmactors._cli import main
+from wasmactors.runtime import Engine
+from wasmactors.runtime._cache import cache_entries
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -270,3 +273,156 @@ def test_run_shuts_down_gracefully_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "ended: signal (SIGTERM)" in out
     assert out.splitlines()[2].split()[:2] == ["c", "1"]  # the message was handled before the stop
+
+
+# -- a newcomer's first hour ---------------------------------------------------------
+
+
+def test_version_and_verbose_before_or_after_the_command(tmp_path: Path) -> None:
+    """--version prints the installed version; -v works on either side of the command."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"], out=io.StringIO(), err=io.StringIO())
+    assert exit_.value.code == 0
+    missing = str(tmp_path / "nope.wasm")
+    for argv in (["-v", "inspect", missing], ["inspect", missing, "--verbose"]):
+        code, _, err = cli(*argv)
+        assert code == 1
+        assert "Traceback (most recent call last)" in err
+
+
+def test_version_names_the_distribution() -> None:
+    """`wasmactors --version` is the package's version from its metadata."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wasmactors", "--version"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"wasmactors {importlib.metadata.version('wasmactors')}"
+
+
+def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+    """Output piped into a reader that has gone (`| head`) ends with no error message."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "wasmactors", "inspect", str(python_guest("echo"))],
+            stdout=write, stderr=subprocess.PIPE, text=True, check=False,
+            env={**os.environ, "WASMACTORS_CACHE_DIR": str(CACHE)},
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_inspect_folds_the_toolchains_exports() -> None:
+    """componentize-py's own exports are one folded line; --all lists them; no line is huge."""
+    code, out, _ = cli("inspect", python_guest("echo"))
+    assert code == 0
+    assert "exports#init" not in [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert "(+ 1 exports of the guest's toolchain, not the world: exports#init; --all lists them)" in out
+    assert max(len(line) for line in out.splitlines()) < 250
+    code, out, _ = cli("inspect", python_guest("echo"), "--all")
+    assert "  exports#init  " in out
+
+
+def test_call_as_an_address_sees_the_state_a_run_left(tmp_path: Path) -> None:
+    """`call --storage FILE --as ADDRESS` runs one message against an actor's stored state."""
+    topology = tmp_path / "t.toml"
+    topology.write_text(
+        f'[[child]]\ntype = "actor"\nname = "c"\ncomponent = "{COUNTER}"\n'
+        '[[message]]\nto = "c"\npayload = "add 7"\n'
+    )
+    assert cli("run", topology, "--idle", "0.1")[0] == 0
+    code, out, err = cli("call", COUNTER, "get", "--storage", tmp_path / "t.db", "--as", "c")
+    assert code == 0, err
+    assert "reply      '7'" in out
+
+
+def test_run_and_call_need_no_wit_for_fresh_guests_and_take_wit(tmp_path: Path) -> None:
+    """A fresh [build] guest outside any project runs without a WIT; --wit names one to track."""
+    guest = tmp_path / "counter"
+    shutil.copytree(ROOT / "examples" / "counter", guest, ignore=shutil.ignore_patterns("__pycache__"))
+    built = guest / "build" / "counter.wasm"
+    os.utime(built)  # newer than its sources
+    code, _, err = cli("call", guest / "component.toml", "add 2")
+    assert code == 0, err
+    assert "built" not in err
+    wit = tmp_path / "wit"
+    shutil.copytree(ROOT / "wit", wit)
+    os.utime(built, (1, 1))  # now older than that WIT: stale, but the build fails on purpose
+    code, _, err = cli("call", guest / "component.toml", "add 2", "--wit", tmp_path / "no-wit")
+    assert code == 1
+    assert "building counter failed" in err
+
+
+def test_build_shows_the_python_error_whatever_rust_backtrace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inherited RUST_BACKTRACE=1 does not turn a guest's syntax error into a Rust backtrace."""
+    monkeypatch.setenv("RUST_BACKTRACE", "1")
+    (tmp_path / "app.py").write_text("def broken(:\n")
+    code, _, err = cli("build", tmp_path / "app.py", "--wit", ROOT / "wit")
+    assert code == 1
+    assert "wasmactors: error: building app failed: SyntaxError: invalid syntax (app.py, line 1)" in err
+
+
+def test_build_sees_only_the_guests_folder_not_an_inherited_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package in $VIRTUAL_ENV's or $PYTHONPATH's site-packages is not bundled into a guest."""
+    site = tmp_path / "venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (site / "site-packages" / "leaked").mkdir(parents=True)
+    (site / "site-packages" / "leaked" / "__init__.py").write_text("VALUE = 1\n")
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path / "venv"))
+    monkeypatch.setenv("PYTHONPATH", str(site / "site-packages"))
+    guest = tmp_path / "guest"
+    guest.mkdir()
+    (guest / "app.py").write_text("import leaked\n")
+    code, _, err = cli("build", guest / "app.py", "--wit", ROOT / "wit")
+    assert code == 1
+    assert "ModuleNotFoundError: No module named 'leaked'" in err
+
+
+def test_cache_lists_prunes_and_bounds_the_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache keeps the most recently used artifacts under WASMACTORS_CACHE_MAX; `cache` lists
+    them with their size and bound, --prune SIZE and --clear evict the least recently used."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WASMACTORS_CACHE_DIR", str(cache))
+    names = ["echo", "app_error", "crash_on_x"]
+    with Engine(cache_dir=cache) as engine:
+        for name in names:
+            engine.load(wat_guest(name), name=f"{name}.wat")
+    sizes = {e.name: e.size for e in cache_entries(cache)}
+    assert set(sizes) == {f"{n}.wat" for n in names}
+    code, out, _ = cli("cache")
+    assert code == 0
+    assert f"cache      {cache}" in out
+    assert "artifacts  3, " in out
+    assert all(f"  {n}.wat" in out for n in names)
+    # A bound that holds two: the least recently used (the first) is evicted on the next store.
+    monkeypatch.setenv("WASMACTORS_CACHE_MAX", str(sizes["app_error.wat"] + sizes["crash_on_x.wat"] + 1))
+    with Engine(cache_dir=cache) as engine:
+        engine.load(wat_guest("crash_on_x"), name="crash_on_x.wat")  # used: now the most recent
+        engine.load(wat_guest("unreachable"), name="unreachable.wat")  # stored: over the bound
+    kept = [e.name for e in cache_entries(cache)]
+    assert kept[0] == "unreachable.wat"
+    assert "echo.wat" not in kept
+    code, out, _ = cli("cache", "--clear")
+    assert code == 0
+    assert "artifacts  0, 0.0 MiB" in out
+
+
+def test_a_first_compile_says_so_before_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wasmtime's first compile of a big component is announced (a log line) before the wait."""
+    from wasmactors.runtime import _component
+
+    monkeypatch.setattr(_component, "ANNOUNCE_COMPILE", 0)  # a WAT guest compiles fast; pretend it is big
+    monkeypatch.setenv("WASMACTORS_CACHE_DIR", str(tmp_path / "cache"))
+    path = wat_file(tmp_path, "echo")
+    code, _, err = cli("call", path, "hi")
+    assert code == 0
+    assert err.startswith(
+        "   info [wasmactors.runtime] compiling echo.wat (0.0 MiB) with wasmtime: the first load"
+    )
+    code, _, err = cli("call", path, "hi")  # from the cache: nothing to announce
+    assert (code, err) == (0, "")

@@ -6,6 +6,8 @@ import functools
 import importlib
 import io
 import json
+import logging
+import shutil
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -117,6 +119,36 @@ async def test_supervision_restarts_three_crash_kinds_and_keeps_storage(
     with storage:
         assert storage.get("steady/worker", "total") == b"10"  # 1 + 2 + 3 + 4, not the trap's +1000
         assert storage.get("fragile/worker", "total") == b"10"  # delivered after the subtree restarted
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="node and npm are not on PATH: the JavaScript guest cannot be built here",
+)
+async def test_polyglot_javascript_actor_sends_requests_and_crashes_beside_python(
+    engine: Engine, db_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JS tally counts in storage, sends to and requests from the Python counter, and
+    its TypeError is a crash (write rolled back, restarted, reason is the guest's line)."""
+    assert (EXAMPLES / "polyglot" / "tally" / "build" / "tally.wasm").exists(), "run `make guests`"
+    monkeypatch.setattr(logging.getLogger("wasmactors"), "propagate", True)  # a CLI test may have cut it
+    with caplog.at_level(logging.WARNING, logger="wasmactors.actors"):
+        report, storage = await run_example("polyglot", engine, db_path)
+    crashed = {r.getMessage() for r in caplog.records if "crashed" in r.getMessage()}
+    assert crashed == {
+        'tally crashed (trap): TypeError: can\'t access property "length", missing is undefined '
+        "(wasm trap: wasm `unreachable` instruction executed)"
+    }
+    with storage:
+        assert report.stats["tally"].crashes == {"trap": 1}
+        assert report.stats["tally"].restarts == 1
+        assert report.stats["counter"].handled == 4  # three `add 1` sends and the `get` request
+        assert storage.get("tally", "count/apple") == b"2"
+        assert storage.get("tally", "count/pear") == b"1"
+        assert storage.get("tally", "count/bug") is None  # the crash rolled the write back
+        assert storage.get("tally", "counter-total") == b"3"  # the request's answer, via the callback
+        assert storage.get("counter", "total") == b"3"
 
 
 def test_make_demo_command_prints_the_pipeline_stats_table() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,6 +23,9 @@ from wasmactors.runtime import (
 
 from .conftest import LIMITS
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 def reply(inst: Instance, command: str | bytes, **kwargs: object) -> bytes | None:
     payload = command.encode() if isinstance(command, str) else command
@@ -31,10 +35,10 @@ def reply(inst: Instance, command: str | bytes, **kwargs: object) -> bytes | Non
 
 
 @pytest.fixture
-def inst(kitchen: Component) -> Instance:
+def inst(kitchen: Component) -> Iterator[Instance]:
     ctx = HostContext("tests/kitchen", resolve=lambda address: address != "nobody/home")
     with Instance(kitchen, LIMITS, ctx) as instance:
-        yield instance  # type: ignore[misc]
+        yield instance
 
 
 def test_envelope_reaches_the_guest(inst: Instance) -> None:

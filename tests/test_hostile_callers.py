@@ -28,6 +28,8 @@ from wasmactors.runtime import (
 from .conftest import WAT
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from wasmactors.actors import ActorRef
 
 pytestmark = pytest.mark.anyio
@@ -62,9 +64,9 @@ BAD_CALLS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
 
 
 @pytest.fixture
-async def system(engine: Engine) -> ActorSystem:
+async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
     async with ActorSystem(engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5) as sys:
-        yield sys  # type: ignore[misc]
+        yield sys
 
 
 async def _still_serves(ref: ActorRef) -> None:

@@ -80,7 +80,7 @@ def _reply_error_detail(call: str, at: int = 136) -> str:
 def records() -> Iterator[list[logging.LogRecord]]:
     seen: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = seen.append  # type: ignore[method-assign]
+    handler.emit = seen.append  # type: ignore[method-assign,assignment]
     logger = logging.getLogger("test.hostile")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)

@@ -176,7 +176,7 @@ def test_malformed_binaries_say_why_on_one_line(
     engine: Engine, cut: Callable[[bytes], bytes], reason: str
 ) -> None:
     """Truncated files and trailing garbage give wasmtime's whole cause, not a cut-off 'Caused by:'."""
-    data = cut(wasmtime.wat2wasm(wat_guest("echo")))
+    data = cut(bytes(wasmtime.wat2wasm(wat_guest("echo"))))
     with pytest.raises(CompileError) as info:
         engine.load(data)
     message = str(info.value)

@@ -24,13 +24,14 @@ from wasmactors.runtime import (
 from .conftest import LIMITS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, db_path: Path) -> StorageBackend:
+def backend(request: pytest.FixtureRequest, db_path: Path) -> Iterator[StorageBackend]:
     store: StorageBackend = MemoryStorage() if request.param == "memory" else SQLiteStorage(db_path)
-    yield store  # type: ignore[misc]
+    yield store
     store.close()
 
 
@@ -163,14 +164,12 @@ def test_counter_example_keeps_its_total(counter: Component) -> None:
     assert store.get("ex/counter", "total") == b"12"
 
 
-_keys = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=6)
+_keys = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=6)
 _ops = st.lists(st.tuples(st.booleans(), _keys, st.binary(max_size=8)), max_size=40)
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    ops=_ops, prefixes=st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=3), max_size=6)
-)
+@given(ops=_ops, prefixes=st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=3), max_size=6))
 def test_sqlite_and_memory_backends_agree(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[bool, str, bytes]], prefixes: list[str]
 ) -> None:

@@ -24,7 +24,7 @@ from wasmactors.actors import (
 from wasmactors.runtime import Component, Engine, MemoryStorage
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
     from wasmactors.actors import Event
 
@@ -34,9 +34,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def system(engine: Engine) -> ActorSystem:
+async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
     async with ActorSystem(engine=engine, storage=MemoryStorage()) as sys:
-        yield sys  # type: ignore[misc]
+        yield sys
 
 
 async def crash(ref: object) -> None:
@@ -67,7 +67,7 @@ async def test_strategies_restart_the_right_children(
     await sup.spawn("c", wat["echo"], limits=WAT)
     async with system.events() as events:
         await crash(b)
-        got = set()
+        got: set[str] = set()
         with anyio.fail_after(5):
             while got != restarted:
                 event = await events.receive()

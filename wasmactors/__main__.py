@@ -1,7 +1,5 @@
 """``python -m wasmactors``: the command line."""
 
-import sys
+from ._cli import main_entry
 
-from ._cli import main
-
-sys.exit(main())
+main_entry()

@@ -87,9 +87,12 @@ def call(
     timeout: float | None = None,
     storage: Path | None = None,
     tell: bool = False,
+    address: str | None = None,
 ) -> CallReport:
     """Instantiate the component once and handle one message under its limits
-    (a manifest's, or the defaults above), with explicit overrides."""
+    (a manifest's, or the defaults above), with explicit overrides. The actor
+    is ``address`` (default ``call/NAME``): with the ``storage`` file a
+    ``run`` left, it sees that actor's state."""
     if isinstance(target, Manifest):
         base, path, name = target.limits, target.component, target.name
     else:
@@ -107,7 +110,7 @@ def call(
     audit: list[HostCall] = []
     backend: StorageBackend = SQLiteStorage(storage) if storage is not None else MemoryStorage()
     try:
-        context = HostContext(f"call/{name}", storage=backend, logger=logger, audit=audit.append)
+        context = HostContext(address or f"call/{name}", storage=backend, logger=logger, audit=audit.append)
         began = time.perf_counter()
         with Instance(component, limits, context) as instance:
             instantiate = time.perf_counter() - began
@@ -174,8 +177,15 @@ def format_call(report: CallReport) -> str:
     return "\n".join(lines)
 
 
-def format_inspect(info: ComponentInfo) -> str:
-    """A component's imports and exports, and whether it fits the `actor` world."""
+#: Export descriptions longer than this are cut (``--all`` shows them whole).
+_MAX_DESCRIPTION = 160
+
+
+def format_inspect(info: ComponentInfo, *, internal: bool = False) -> str:
+    """A component's imports and exports, and whether it fits the `actor` world.
+
+    Exports outside the `actor` world (componentize-py's ``exports#init``
+    and the like) are folded into one line unless ``internal``."""
     lines = [f"{info.name}  {info.size / MiB:.1f} MiB  sha256 {info.digest[:16]}", "imports:"]
     wasi = [name.removeprefix("wasi:") for name in info.imports if name.startswith("wasi:")]
     lines.extend(f"  {name}  {desc}" for name, desc in info.imports.items() if not name.startswith("wasi:"))
@@ -185,7 +195,16 @@ def format_inspect(info: ComponentInfo) -> str:
     if not info.imports:
         lines.append("  (none)")
     lines.append("exports:")
-    lines.extend(f"  {name}  {desc}" for name, desc in info.exports.items())
+    ours = {n: d for n, d in info.exports.items() if n.startswith("wasmactors:") or internal}
+    others = [n for n in info.exports if n not in ours]
+    for name, desc in ours.items():
+        cut = len(desc) > _MAX_DESCRIPTION and not internal
+        lines.append(f"  {name}  {desc[: _MAX_DESCRIPTION - 1] + '…' if cut else desc}")
+    if others:
+        shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        lines.append(
+            f"  (+ {len(others)} exports of the guest's toolchain, not the world: {shown}; --all lists them)"
+        )
     if info.fits:
         lines.append("fits the `actor` world: yes")
     else:

@@ -11,14 +11,20 @@ traceback) and exits with a documented code:
 3     ``call``: the component answered with an application error;
       ``inspect``: it does not fit the `actor` world
 4     ``call``: the component crashed (the kind is on stderr)
+141   stdout was closed early (``wasmactors ... | head``): ends quietly
 ====  ==============================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import logging
+import os
+import shutil
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -28,7 +34,8 @@ import msgspec
 
 from . import _build, _call, _run
 from .actors import Topology
-from .runtime import Engine, Manifest, WasmActorsError, parse_size
+from .runtime import Engine, Manifest, MiB, WasmActorsError, default_cache_dir, parse_size
+from .runtime._cache import cache_entries, max_cache_size, prune_cache
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -36,17 +43,47 @@ if TYPE_CHECKING:
 __all__ = ["main", "main_entry"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_APP_ERROR, EXIT_CRASH = 0, 1, 2, 3, 4
+#: A closed stdout, as a shell reports a process ended by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("wasmactors")
+    except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Options every command takes, before or after the command's name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+    wit = argparse.ArgumentParser(add_help=False)
+    wit.add_argument(
+        "--wit",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="the WIT folder to build stale guests against (default: the nearest wit/ holding actor.wit, "
+        "else the one shipped with wasmactors)",
+    )
     parser = argparse.ArgumentParser(
         prog="wasmactors",
         description="Run WebAssembly component actors: topologies, single calls, inspection, guest builds.",
+        parents=[common],
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=f"wasmactors {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="start a topology file's actors and run until idle or Ctrl-C")
+    run = sub.add_parser(
+        "run", parents=[common, wit], help="start a topology file's actors and run until idle or Ctrl-C"
+    )
     run.add_argument("topology", type=Path, help="a topology .toml file")
     run.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="run this long, then stop")
     run.add_argument(
@@ -64,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trio", action="store_true", help="run on trio instead of asyncio")
     run.add_argument("-q", "--quiet", action="store_true", help="hide guest log lines")
 
-    call = sub.add_parser("call", help="send one message to one fresh instance and show what it did")
+    call = sub.add_parser(
+        "call", parents=[common, wit], help="send one message to one fresh instance and show what it did"
+    )
     call.add_argument("component", type=Path, help="a component .wasm or its component.toml")
     call.add_argument("payload", help="the message body (UTF-8); '-' reads it from stdin")
     call.add_argument(
@@ -83,24 +122,39 @@ def _parser() -> argparse.ArgumentParser:
         help="memory limit, e.g. '64 MiB' (default: manifest's, else 64 MiB)",
     )
     call.add_argument(
-        "--storage", type=Path, metavar="PATH", help="SQLite file for its storage (default: in memory)"
+        "--storage",
+        type=Path,
+        metavar="PATH",
+        help="SQLite file for its storage (default: in memory); e.g. the TOPOLOGY.db a `run` left",
+    )
+    call.add_argument(
+        "--as",
+        dest="address",
+        metavar="ADDRESS",
+        help="the actor's address, whose state in --storage it sees (default: call/NAME)",
     )
     call.add_argument("--tell", action="store_true", help="send a tell instead of a request")
     call.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    inspect = sub.add_parser("inspect", help="show a component's imports and exports, and whether it fits")
+    inspect = sub.add_parser(
+        "inspect", parents=[common], help="show a component's imports and exports, and whether it fits"
+    )
     inspect.add_argument("component", type=Path, help="a component .wasm (or .wat)")
     inspect.add_argument("--json", action="store_true", help="print the description as JSON")
+    inspect.add_argument(
+        "--all", action="store_true", help="also list the toolchain's internal exports (e.g. exports#init)"
+    )
 
-    build = sub.add_parser("build", help="componentize a Python guest against wit/")
+    build = sub.add_parser(
+        "build", parents=[common, wit], help="componentize a Python or JavaScript guest against the WIT"
+    )
     build.add_argument(
-        "path", type=Path, help="a component.toml with [build], a guest folder, or a .py module"
+        "path",
+        type=Path,
+        help="a component.toml with [build], a guest folder, a .py module or a .js file",
     )
     build.add_argument(
         "-o", "--output", type=Path, help="the component to write (default: from the manifest)"
-    )
-    build.add_argument(
-        "--wit", type=Path, help="the WIT folder (default: the nearest wit/ holding actor.wit)"
     )
     build.add_argument(
         "--if-stale", action="store_true", help="skip when the component is newer than its sources"
@@ -108,6 +162,18 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--no-check", action="store_true", help="skip compiling and validating the result against the world"
     )
+    cache = sub.add_parser(
+        "cache", parents=[common], help="list the compiled-artifact cache, its size and bound; prune it"
+    )
+    cache.add_argument(
+        "--prune",
+        nargs="?",
+        const="",
+        type=str,
+        metavar="SIZE",
+        help="delete the least recently used artifacts until the rest fit in SIZE (default: the bound)",
+    )
+    cache.add_argument("--clear", action="store_true", help="delete every compiled artifact")
     return parser
 
 
@@ -116,6 +182,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     out = out or sys.stdout
     err = err or sys.stderr
     args = _parser().parse_args(argv)
+    args.verbose = getattr(args, "verbose", False)
+    args.wit = getattr(args, "wit", None)
     _configure_logging(args, err)
     command: Callable[[argparse.Namespace, TextIO, TextIO], int] = _COMMANDS[args.command]
     try:
@@ -123,6 +191,11 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except KeyboardInterrupt:
         print("wasmactors: interrupted", file=err)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing left to say, to anyone.
+        if out is sys.stdout:
+            _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (WasmActorsError, OSError, ValueError) as exc:
         if args.verbose:
             traceback.print_exc(file=err)
@@ -139,6 +212,16 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         if not args.verbose:
             print("  (run with --verbose for the traceback)", file=err)
         return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does
+    not fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _one_line(error: BaseException | str) -> str:
@@ -184,24 +267,37 @@ def _progress(err: TextIO) -> Callable[[str], None]:
     return show
 
 
-def ensure_built(manifest: Manifest, err: TextIO) -> None:
-    """Rebuild a manifest's Python guest when its component is stale."""
+def ensure_built(manifest: Manifest, err: TextIO, wit: Path | None = None) -> None:
+    """Rebuild a manifest's guest when its component is stale. The WIT is
+    looked for only then, or when ``wit`` or a project ``wit/`` names one
+    whose changes make a guest stale; the one shipped with the package does not."""
     guest = _build.manifest_guest(manifest)
-    if guest is None or manifest.source is None:
+    if guest is None:
         return
-    wit = _build.find_wit(manifest.source.parent)
-    if _build.is_stale(guest, wit):
-        seconds = _build.build(guest, wit, progress=_progress(err))
+    tracked = wit.resolve() if wit else _build.project_wit(guest.folder)
+    if _build.is_stale(guest, tracked):
+        seconds = _build.build(guest, tracked or _build.bundled_wit(), progress=_progress(err))
         print(f"\rbuilt {guest.output} in {seconds:.1f} s", file=err)
+
+
+def _backend(trio: bool) -> str:
+    if trio and importlib.util.find_spec("trio") is None:
+        raise UsageError("--trio needs trio, which is not installed: pip install 'wasmactors[trio]'")
+    return "trio" if trio else "asyncio"
+
+
+class UsageError(WasmActorsError):
+    """The command line asks for something this installation cannot do."""
 
 
 # -- commands -------------------------------------------------------------------
 
 
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    backend = _backend(args.trio)
     topology = Topology.load(args.topology)
     for manifest in _run.manifests(topology):
-        ensure_built(manifest, err)
+        ensure_built(manifest, err, args.wit)
     if args.storage == ":memory:":
         storage = None
     else:
@@ -211,7 +307,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             lambda: _run.run_topology(
                 topology, storage=storage, duration=args.duration, idle=args.idle, engine=engine, err=err
             ),
-            backend="trio" if args.trio else "asyncio",
+            backend=backend,
         )
     print(_run.stats_table(report), file=out)
     if report.failure is not None:
@@ -224,7 +320,7 @@ def _cmd_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target: Manifest | Path = args.component
     if args.component.suffix == ".toml":
         target = Manifest.load(args.component)
-        ensure_built(target, err)
+        ensure_built(target, err, args.wit)
     payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
     with Engine() as engine:
         report = _call.call(
@@ -236,6 +332,7 @@ def _cmd_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             timeout=args.timeout,
             storage=args.storage,
             tell=args.tell,
+            address=args.address,
         )
     if args.json:
         print(msgspec.json.encode(report).decode(), file=out)
@@ -256,7 +353,7 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.json:
         print(msgspec.json.encode({**msgspec.structs.asdict(info), "fits": info.fits}).decode(), file=out)
     else:
-        print(_call.format_inspect(info), file=out)
+        print(_call.format_inspect(info, internal=args.all), file=out)
     return EXIT_OK if info.fits else EXIT_APP_ERROR
 
 
@@ -280,14 +377,57 @@ def _cmd_build(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_cache(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    folder = default_cache_dir()
+    bound = max_cache_size()
+    if args.clear or args.prune is not None:
+        keep = 0 if args.clear else (parse_size(args.prune) if args.prune else bound)
+        removed = prune_cache(folder, keep)
+        freed = sum(e.size for e in removed)
+        print(f"removed {len(removed)} artifacts ({freed / MiB:,.1f} MiB)", file=out)
+        if args.clear:
+            shutil.rmtree(folder / "index", ignore_errors=True)
+    entries = cache_entries(folder)
+    total = sum(e.size for e in entries)
+    print(f"cache      {folder}  (WASMACTORS_CACHE_DIR)", file=out)
+    print(
+        f"artifacts  {len(entries)}, {total / MiB:,.1f} MiB of at most {bound / MiB:,.0f} MiB "
+        "(WASMACTORS_CACHE_MAX); least recently used go first",
+        file=out,
+    )
+    now = time.time()
+    for entry in entries:
+        age = _age(now - entry.last_used)
+        print(f"  {entry.size / MiB:7.1f} MiB  used {age:>10}  {entry.name or entry.path.name}", file=out)
+    toolchains = folder / "toolchains"
+    if toolchains.is_dir():
+        size = sum(p.stat().st_size for p in toolchains.rglob("*") if p.is_file() and not p.is_symlink())
+        print(f"toolchains {size / MiB:,.1f} MiB in {toolchains} (componentize-js; not bounded)", file=out)
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return "just now"
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "run": _cmd_run,
     "call": _cmd_call,
     "inspect": _cmd_inspect,
     "build": _cmd_build,
+    "cache": _cmd_cache,
 }
 
 
 def main_entry() -> None:
     """The console script: ``sys.exit(main())``."""
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        code = EXIT_BROKEN_PIPE
+    sys.exit(code)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -161,9 +162,9 @@ async def serve(
         app = create_app(Inventory(system, manifest))
         task_status.started()
         if sniffio.current_async_library() == "trio":
-            await hypercorn.trio.serve(app, config, shutdown_trigger=shutdown)
+            await hypercorn.trio.serve(app, config, shutdown_trigger=shutdown)  # type: ignore[arg-type]  # ASGI types differ
         else:
-            await hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown)
+            await hypercorn.asyncio.serve(app, config, shutdown_trigger=shutdown)  # type: ignore[arg-type]  # same
 
 
 def listen(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -182,7 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     async def run() -> None:
-        with listen(args.host, args.port) as sock, anyio.open_signal_receiver(2, 15) as signals:
+        with (
+            listen(args.host, args.port) as sock,
+            anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        ):
             print(f"serving on http://{args.host}:{sock.getsockname()[1]} (Ctrl-C stops)", file=sys.stderr)
 
             async def shutdown() -> None:
