@@ -48,10 +48,20 @@ class DeadLetter(msgspec.Struct, frozen=True):
 
 
 class EventKind(enum.StrEnum):
+    """What happened to an actor or supervisor."""
+
+    #: Spawned and running.
     STARTED = "started"
+    #: A handler crashed; the incarnation ended (the message is a dead letter).
     CRASHED = "crashed"
+    #: Stopped by its supervisor, mailbox kept: the stop half of a restart of
+    #: a sibling (one-for-all, rest-for-one), or its supervisor gave up.
+    HALTED = "halted"
+    #: A new incarnation started (after a crash, a halt, or a normal exit of a permanent child).
     RESTARTED = "restarted"
+    #: A supervisor exceeded its restart intensity.
     GAVE_UP = "gave-up"
+    #: Stopped for good: removed from the tree, queued messages accounted for.
     STOPPED = "stopped"
 
 
@@ -64,6 +74,8 @@ class Event(msgspec.Struct, frozen=True):
     detail: str = ""
     #: For crashes: the wasm backtrace.
     backtrace: tuple[str, ...] = ()
+    #: When it happened (``time.time()``, seconds since the epoch).
+    time: float = 0.0
 
 
 class ActorStats(msgspec.Struct, frozen=True):

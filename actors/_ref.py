@@ -1,0 +1,200 @@
+"""References to actors: :class:`ActorRef` (bytes) and :class:`TypedRef` (values)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import anyio
+
+from ..messaging import Codec, DeliveryFailure, Envelope, Kind, PayloadDecodeError
+from ..runtime import PayloadTooLargeError, RequestError, RequestFailure
+from ._cell import ComponentCell
+from ._errors import (
+    ActorAppError,
+    ActorCrashedError,
+    ActorStoppedError,
+    AskTimeoutError,
+    MailboxFullError,
+    UnknownActorError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._observe import ActorStats
+    from ._system import ActorSystem
+
+__all__ = ["ActorRef", "TypedRef"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class _AskSlot:
+    """A temporary endpoint that receives the one reply to an ask."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reply: Envelope | None = None
+
+    def deliver_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
+        if self.reply is None:
+            self.reply = envelope
+            self.event.set()
+        return None
+
+    async def deliver(self, envelope: Envelope) -> DeliveryFailure | None:
+        return self.deliver_nowait(envelope)
+
+
+class ActorRef:
+    """A handle to an actor by address. Cheap; valid across restarts."""
+
+    __slots__ = ("address", "system")
+
+    def __init__(self, system: ActorSystem, address: str) -> None:
+        self.system = system
+        #: The actor's address.
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.address!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other.address == self.address and other.system is self.system
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+    def _envelope(
+        self,
+        payload: bytes,
+        kind: Kind,
+        sender: str | None,
+        headers: Sequence[tuple[str, str]],
+        correlation_id: int | None = None,
+    ) -> Envelope:
+        cell = self.system.registry.lookup(self.address)
+        if isinstance(cell, ComponentCell) and len(payload) > cell.limits.max_payload:
+            raise PayloadTooLargeError(
+                f"payload of {len(payload)} bytes exceeds {self.address}'s limit of {cell.limits.max_payload}"
+            )
+        return Envelope(
+            recipient=self.address,
+            payload=payload,
+            kind=kind,
+            sender=sender,
+            correlation_id=correlation_id,
+            headers=tuple(headers),
+        )
+
+    async def tell(
+        self, payload: bytes, *, sender: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Queue a message, waiting for mailbox space (backpressure)."""
+        envelope = self._envelope(payload, Kind.TELL, sender, headers)
+        _raise_for(self.address, await self.system.transport.send(envelope, timeout=None))
+
+    def tell_nowait(
+        self, payload: bytes, *, sender: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Queue a message now, or raise :class:`MailboxFullError`."""
+        envelope = self._envelope(payload, Kind.TELL, sender, headers)
+        _raise_for(self.address, self.system.transport.send_nowait(envelope))
+
+    async def ask(self, payload: bytes, *, timeout: float, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+        """Send a request and wait for the reply bytes (``b""`` when the handler
+        returned none). Raises :class:`AskTimeoutError`, :class:`ActorAppError`,
+        :class:`ActorCrashedError`, :class:`ActorStoppedError` or
+        :class:`UnknownActorError`."""
+        system = self.system
+        ask_id = next(system._ask_ids)
+        reply_to = f"$ask/{ask_id}"
+        slot = _AskSlot()
+        envelope = self._envelope(payload, Kind.REQUEST, reply_to, headers, ask_id)
+        system.registry.register(reply_to, slot)
+        try:
+            with anyio.fail_after(timeout):
+                _raise_for(self.address, await system.transport.send(envelope, timeout=None))
+                await slot.event.wait()
+        except TimeoutError:
+            raise AskTimeoutError(f"{self.address} did not answer within {timeout:g} s") from None
+        finally:
+            system.registry.unregister(reply_to)
+        reply = slot.reply
+        assert reply is not None
+        if reply.error is not None:
+            raise _error_for(self.address, reply.error)
+        return reply.payload
+
+    def stats(self) -> ActorStats:
+        """A snapshot of the actor's counters."""
+        return self.system.stats(self.address)
+
+    def typed(self, request: Codec[Req], reply: Codec[Resp]) -> TypedRef[Req, Resp]:
+        """This actor with typed messages: values are encoded with ``request``
+        and replies decoded (and validated) with ``reply``::
+
+            counter = ref.typed(Codec(Command), Codec(Total))
+            total = await counter.ask(Add(5), timeout=1.0)  # a Total
+        """
+        return TypedRef(self, request, reply)
+
+
+class TypedRef(Generic[Req, Resp]):
+    """An :class:`ActorRef` that speaks values instead of bytes. Encoding
+    errors raise :class:`~wasmactors.messaging.PayloadEncodeError` before
+    anything is sent; a reply that fails validation raises
+    :class:`~wasmactors.messaging.PayloadDecodeError` naming the actor."""
+
+    __slots__ = ("ref", "reply_codec", "request_codec")
+
+    def __init__(self, ref: ActorRef, request: Codec[Req], reply: Codec[Resp]) -> None:
+        self.ref = ref
+        self.request_codec = request
+        self.reply_codec = reply
+
+    def __repr__(self) -> str:
+        return (
+            f"TypedRef({self.ref.address!r}, {self.request_codec.type_name} -> {self.reply_codec.type_name})"
+        )
+
+    @property
+    def address(self) -> str:
+        return self.ref.address
+
+    async def tell(self, message: Req, *, headers: Sequence[tuple[str, str]] = ()) -> None:
+        await self.ref.tell(self.request_codec.encode(message), headers=headers)
+
+    def tell_nowait(self, message: Req, *, headers: Sequence[tuple[str, str]] = ()) -> None:
+        self.ref.tell_nowait(self.request_codec.encode(message), headers=headers)
+
+    async def ask(self, message: Req, *, timeout: float, headers: Sequence[tuple[str, str]] = ()) -> Resp:
+        payload = await self.ref.ask(self.request_codec.encode(message), timeout=timeout, headers=headers)
+        try:
+            return self.reply_codec.decode(payload)
+        except PayloadDecodeError as exc:
+            raise PayloadDecodeError(f"reply from {self.ref.address}: {exc}") from exc
+
+
+def _raise_for(address: str, failure: DeliveryFailure | None) -> None:
+    if failure is None:
+        return
+    if failure is DeliveryFailure.UNKNOWN_RECIPIENT:
+        raise UnknownActorError(f"no actor at {address!r}")
+    if failure is DeliveryFailure.MAILBOX_FULL:
+        raise MailboxFullError(f"{address}'s mailbox is full")
+    raise ActorStoppedError(f"{address} is stopped")
+
+
+def _error_for(address: str, error: RequestError) -> Exception:
+    reason = error.reason
+    if reason is RequestFailure.APP_ERROR:
+        return ActorAppError(address, error.detail)
+    if reason is RequestFailure.CRASHED:
+        return ActorCrashedError(address, error.detail)
+    if reason is RequestFailure.UNKNOWN_RECIPIENT:
+        return UnknownActorError(f"no actor at {address!r}")
+    if reason is RequestFailure.TIMEOUT:
+        return AskTimeoutError(f"{address} timed out")
+    return ActorStoppedError(f"{address} stopped before answering")
