@@ -21,6 +21,7 @@ recognised as already handled and never triggers a second decision.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections import deque
 from typing import TYPE_CHECKING, Union
@@ -29,7 +30,7 @@ import anyio
 import msgspec
 
 from ..messaging import child_address
-from ..runtime import WasmActorsError
+from ..runtime import CrashKind
 from ._cell import Cell, ComponentCell, Exit, ExitKind, RestartType
 from ._errors import ActorStoppedError
 from ._native import NativeCell
@@ -47,6 +48,8 @@ __all__ = ["BRUTAL_KILL", "ONE_FOR_ALL", "ONE_FOR_ONE", "REST_FOR_ONE", "Backoff
 
 #: A child's ``shutdown`` that cancels it at once (OTP's ``brutal_kill``).
 BRUTAL_KILL = 0.0
+
+log = logging.getLogger("wasmactors.actors")
 
 
 class Strategy(enum.StrEnum):
@@ -345,7 +348,7 @@ class Supervisor:
             for child in list(self.children):  # a restart: the children were halted
                 try:
                     await self._restart_child(child)
-                except WasmActorsError as exc:
+                except Exception as exc:  # noqa: BLE001 - a failed restart is the child's failure
                     self._inbox.post(_Exited(child, self._slot(child).epoch, _failed_restart(exc)))
             task_status.started()
             try:
@@ -466,7 +469,7 @@ class Supervisor:
                     return None  # no restart once stopping; a halt restarts it later
             try:
                 await self._restart(self._targets(child), child)
-            except WasmActorsError as exc:  # e.g. the component no longer instantiates
+            except Exception as exc:  # noqa: BLE001 - e.g. no longer instantiates, a factory raised
                 reason = _failed_restart(exc).detail
                 continue
             return None
@@ -528,6 +531,10 @@ class Supervisor:
         try:
             with slot.scope:
                 exit = await child.run(task_status=task_status)
+        except Exception as exc:
+            # A bug in a child's loop must not take its supervisor down: it is that child's crash.
+            log.exception("%s failed", child.address)
+            exit = Exit(ExitKind.CRASHED, f"{CrashKind.HOST_FAULT}: {type(exc).__name__}: {exc}")
         finally:
             slot.exited.set()
             self._inbox.post(_Exited(child, epoch, exit))

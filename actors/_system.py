@@ -333,9 +333,9 @@ class ActorSystem:
 
     @asynccontextmanager
     async def events(self, buffer: float = 1024) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
-        """Subscribe to lifecycle events (started, crashed, restarted, gave-up,
-        stopped). A subscriber ``buffer`` items behind misses the next ones
-        rather than slowing the system."""
+        """Subscribe to lifecycle events (started, crashed, halted, restarted,
+        gave-up, stopped), each with its time. A subscriber ``buffer`` items
+        behind misses the next ones rather than slowing the system."""
         async with self._events.subscribe(buffer) as stream:
             yield stream
 

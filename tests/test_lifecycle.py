@@ -165,3 +165,23 @@ async def test_fair_turns_let_other_actors_be_served(
             waited = anyio.current_time() - start
     # One turn of 30 calls would take 0.9 s; a fair turn ends after one 30 ms call.
     assert waited < 0.3
+
+
+async def test_a_factory_that_fails_at_restart_counts_as_a_failed_restart(system: ActorSystem) -> None:
+    """A native factory raising during a restart is one more restart in the
+    window, retried by the supervisor; it does not take the supervisor down."""
+    calls: list[int] = []
+
+    def flaky() -> Recorder:
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise RuntimeError("not now")
+        return Recorder()
+
+    sup = await system.spawn_supervisor("w", max_restarts=5, within=60)
+    ref = await sup.spawn_native("f", flaky)
+    async with system.events() as events:
+        ref.tell_nowait(b"boom")
+        await next_event(events, {EventKind.RESTARTED}, "w/f")
+    assert await ref.ask(b"fine", timeout=5) == b"fine"
+    assert len(calls) == 3
