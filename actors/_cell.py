@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 
-from ..messaging import DeliveryFailure, Envelope, Kind
+from ..messaging import Callback, DeliveryFailure, Envelope, Reply, Request, Tell
 from ..runtime import (
     AppError,
     CallResult,
@@ -88,7 +88,8 @@ class Exit(NamedTuple):
         return self.kind is not ExitKind.NORMAL
 
 
-_ANSWERS = (Kind.REPLY, Kind.CALLBACK)
+#: Answers to this actor's own requests: accepted past capacity and while stopping.
+_ANSWERS = (Reply, Callback)
 
 
 class Cell:
@@ -126,7 +127,7 @@ class Cell:
     # -- endpoint protocol (messaging.Endpoint) ---------------------------------
 
     def deliver_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
-        answer = envelope.kind in _ANSWERS
+        answer = isinstance(envelope, _ANSWERS)
         if self._stopping and not answer:
             return DeliveryFailure.STOPPED
         try:
@@ -227,12 +228,11 @@ class Cell:
 
     def reply(self, request: Envelope, outcome: bytes | RequestError) -> None:
         """Answer a request envelope to its sender (never waits: replies bypass capacity)."""
-        if request.kind is not Kind.REQUEST or request.sender is None:
+        if not isinstance(request, Request):
             return
         payload, error = (b"", outcome) if isinstance(outcome, RequestError) else (outcome, None)
-        answer = Envelope(
+        answer = Reply(
             recipient=request.sender,
-            kind=Kind.REPLY,
             sender=self.address,
             correlation_id=request.correlation_id,
             payload=payload,
@@ -247,7 +247,7 @@ class Cell:
                 answer, DeadLetterReason.UNEXPECTED_REPLY, "an ask's reply after its timeout"
             )
         else:
-            self.env.dead_letter(answer, DeadLetterReason(failure.value), "the requester is gone")
+            self.env.dead_letter(answer, failure, "the requester is gone")
 
     def crashed(self, envelope: Envelope, crash: Crash) -> Exit:
         """Account for the message that crashed its handler; the incarnation ends."""
@@ -354,7 +354,7 @@ class ComponentCell(Cell):
         # timers that expire them also run.
         runnable: list[Envelope] = []
         for envelope in batch:
-            if envelope.kind in _ANSWERS and not self._claim(envelope):
+            if isinstance(envelope, _ANSWERS) and not self._claim(envelope):
                 reason = "no pending request with that id"
                 self.env.dead_letter(envelope, DeadLetterReason.UNEXPECTED_REPLY, reason)
                 continue
@@ -409,20 +409,22 @@ class ComponentCell(Cell):
         """Deliver one message the guest sent, after its handler succeeded;
         without waiting for room when the cell is being killed."""
         request_id = outgoing.request_id
-        envelope = Envelope(
-            recipient=outgoing.to,
-            payload=outgoing.payload,
-            kind=Kind.TELL if request_id is None else Kind.REQUEST,
-            sender=self.address,
-            correlation_id=request_id,
-        )
-        if request_id is not None:
+        envelope: Tell | Request
+        if request_id is None:
+            envelope = Tell(recipient=outgoing.to, payload=outgoing.payload, sender=self.address)
+        else:
+            envelope = Request(
+                recipient=outgoing.to,
+                payload=outgoing.payload,
+                sender=self.address,
+                correlation_id=request_id,
+            )
             self._expect_reply(request_id, outgoing.timeout or self.env.request_timeout)
         timeout = 0 if hurry else self.env.push_timeout
         failure = await self.env.transport.send(envelope, timeout=timeout)
         if failure is None:
             return
-        self.env.dead_letter(envelope, DeadLetterReason(failure.value), "")
+        self.env.dead_letter(envelope, failure, "")
         if request_id is not None:
             reason = {
                 DeliveryFailure.UNKNOWN_RECIPIENT: RequestFailure.UNKNOWN_RECIPIENT,
@@ -431,19 +433,17 @@ class ComponentCell(Cell):
             self._callback(request_id, RequestError(reason, outgoing.to))
 
     def _callback(self, request_id: int, error: RequestError) -> None:
-        callback = Envelope(
-            recipient=self.address, kind=Kind.CALLBACK, correlation_id=request_id, error=error
-        )
+        callback = Callback(recipient=self.address, correlation_id=request_id, error=error)
         if self.deliver_nowait(callback) is not None:
             self.env.dead_letter(callback, DeadLetterReason.STOPPED, "the requester stopped")
 
-    def _claim(self, reply: Envelope) -> bool:
+    def _claim(self, answer: Reply | Callback) -> bool:
         """Match a reply to a pending request (once: a late duplicate is refused)."""
-        return reply.correlation_id is not None and self.pending.pop(reply.correlation_id, None) is not None
+        return self.pending.pop(answer.correlation_id, None) is not None
 
     def _unclaim(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:
-            if envelope.kind in _ANSWERS and envelope.correlation_id is not None:
+            if isinstance(envelope, _ANSWERS):
                 self.pending[envelope.correlation_id] = time.monotonic()
 
     def _expect_reply(self, request_id: int, timeout: float) -> None:
@@ -469,8 +469,7 @@ def _turn(
         if control.abort or (i and time.monotonic() >= deadline):
             return done, batch[i:]
         try:
-            if envelope.kind in _ANSWERS:
-                assert envelope.correlation_id is not None
+            if isinstance(envelope, _ANSWERS):
                 outcome: bytes | RequestError = (
                     envelope.error if envelope.error is not None else envelope.payload
                 )
@@ -479,7 +478,7 @@ def _turn(
                 result = instance.handle_message(
                     envelope.payload,
                     sender=envelope.sender,
-                    request=envelope.kind is Kind.REQUEST,
+                    request=isinstance(envelope, Request),
                     headers=envelope.headers,
                 )
         except PayloadTooLargeError as exc:

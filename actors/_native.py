@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol, Union
 
 import anyio
 
-from ..messaging import Envelope, Kind
+from ..messaging import Callback, Envelope, Reply
 from ..runtime import Crash, CrashKind, RequestError, RequestFailure
 from ._cell import Cell, Exit, RestartType
 from ._observe import DeadLetterReason
@@ -93,7 +93,7 @@ class NativeCell(Cell):
 
     async def process(self, batch: list[Envelope]) -> Exit | None:
         for i, envelope in enumerate(batch):
-            if envelope.kind in (Kind.REPLY, Kind.CALLBACK):
+            if isinstance(envelope, Reply | Callback):
                 self.env.dead_letter(
                     envelope, DeadLetterReason.UNEXPECTED_REPLY, "native actors await their asks directly"
                 )

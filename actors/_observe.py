@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import anyio
 import msgspec
 
-from ..messaging import Envelope
+from ..messaging import DeliveryFailure, Envelope
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -24,18 +24,9 @@ __all__ = ["ActorStats", "DeadLetter", "DeadLetterReason", "Event", "EventKind",
 T = TypeVar("T")
 
 
-class DeadLetterReason(enum.StrEnum):
-    """Why a message was not (or could not be) handled."""
-
-    UNKNOWN_RECIPIENT = "unknown-recipient"
-    STOPPED = "stopped"
-    MAILBOX_FULL = "mailbox-full"
-    #: The message's handler crashed; the message is not retried.
-    CRASHED_HANDLER = "crashed-handler"
-    #: A reply arrived after its request had timed out, or for no request.
-    UNEXPECTED_REPLY = "unexpected-reply"
-    #: The payload exceeds the recipient's ``max_payload``.
-    PAYLOAD_TOO_LARGE = "payload-too-large"
+#: Why a message was not (or could not be) handled: the messaging layer's one
+#: failure enum, under the name the actor layer has always used.
+DeadLetterReason = DeliveryFailure
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 
-from ..messaging import Codec, DeliveryFailure, Envelope, Kind, PayloadDecodeError
+from ..messaging import Callback, Codec, DeliveryFailure, Envelope, PayloadDecodeError, Reply, Request, Tell
 from ..runtime import PayloadTooLargeError, RequestError, RequestFailure
 from ._cell import ComponentCell
 from ._errors import (
@@ -35,9 +35,11 @@ class _AskSlot:
 
     def __init__(self) -> None:
         self.event = anyio.Event()
-        self.reply: Envelope | None = None
+        self.reply: Reply | Callback | None = None
 
     def deliver_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
+        if not isinstance(envelope, Reply | Callback):
+            return DeliveryFailure.UNKNOWN_RECIPIENT  # only the answer is expected here
         if self.reply is None:
             self.reply = envelope
             self.event.set()
@@ -66,40 +68,29 @@ class ActorRef:
     def __hash__(self) -> int:
         return hash(self.address)
 
-    def _envelope(
-        self,
-        payload: bytes,
-        kind: Kind,
-        sender: str | None,
-        headers: Sequence[tuple[str, str]],
-        correlation_id: int | None = None,
-    ) -> Envelope:
+    def _check(self, payload: bytes) -> None:
         cell = self.system.registry.lookup(self.address)
         if isinstance(cell, ComponentCell) and len(payload) > cell.limits.max_payload:
             raise PayloadTooLargeError(
                 f"payload of {len(payload)} bytes exceeds {self.address}'s limit of {cell.limits.max_payload}"
             )
-        return Envelope(
-            recipient=self.address,
-            payload=payload,
-            kind=kind,
-            sender=sender,
-            correlation_id=correlation_id,
-            headers=tuple(headers),
-        )
+
+    def _tell(self, payload: bytes, sender: str | None, headers: Sequence[tuple[str, str]]) -> Tell:
+        self._check(payload)
+        return Tell(recipient=self.address, payload=payload, sender=sender, headers=tuple(headers))
 
     async def tell(
         self, payload: bytes, *, sender: str | None = None, headers: Sequence[tuple[str, str]] = ()
     ) -> None:
         """Queue a message, waiting for mailbox space (backpressure)."""
-        envelope = self._envelope(payload, Kind.TELL, sender, headers)
+        envelope = self._tell(payload, sender, headers)
         _raise_for(self.address, await self.system.transport.send(envelope, timeout=None))
 
     def tell_nowait(
         self, payload: bytes, *, sender: str | None = None, headers: Sequence[tuple[str, str]] = ()
     ) -> None:
         """Queue a message now, or raise :class:`MailboxFullError`."""
-        envelope = self._envelope(payload, Kind.TELL, sender, headers)
+        envelope = self._tell(payload, sender, headers)
         _raise_for(self.address, self.system.transport.send_nowait(envelope))
 
     async def ask(self, payload: bytes, *, timeout: float, headers: Sequence[tuple[str, str]] = ()) -> bytes:
@@ -111,7 +102,14 @@ class ActorRef:
         ask_id = next(system._ask_ids)
         reply_to = f"$ask/{ask_id}"
         slot = _AskSlot()
-        envelope = self._envelope(payload, Kind.REQUEST, reply_to, headers, ask_id)
+        self._check(payload)
+        envelope = Request(
+            recipient=self.address,
+            payload=payload,
+            sender=reply_to,
+            correlation_id=ask_id,
+            headers=tuple(headers),
+        )
         system.registry.register(reply_to, slot)
         try:
             with anyio.fail_after(timeout):
