@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
@@ -44,6 +45,7 @@ from ._mailbox import Mailbox
 from ._observe import DeadLetterReason, EventKind, StatsRecorder
 
 if TYPE_CHECKING:
+    from ._deadlines import Deadline
     from ._env import CellEnv
 
 __all__ = ["Cell", "ComponentCell", "Exit", "ExitKind", "RestartType"]
@@ -306,8 +308,9 @@ class ComponentCell(Cell):
         self.instance: Instance | None = None
         self._next_id = 0
         self._control = _TurnControl(env.turn_time)
-        #: Outstanding requests this actor made: id -> the time it was sent.
-        self.pending: dict[int, float] = {}
+        #: Outstanding requests this actor made: id -> its timeout (``None``
+        #: once the answer is in the mailbox).
+        self.pending: dict[int, Deadline | None] = {}
         self.context = HostContext(
             address,
             storage=env.storage,
@@ -343,6 +346,12 @@ class ComponentCell(Cell):
 
     def abort(self) -> None:
         self._control.abort = True
+
+    def close(self) -> None:
+        super().close()
+        for deadline in self.pending.values():  # its requests' timers (not at a restart: they outlive it)
+            if deadline is not None:
+                deadline.cancel()
 
     def release(self) -> None:
         if self.instance is not None:
@@ -439,21 +448,25 @@ class ComponentCell(Cell):
 
     def _claim(self, answer: Reply | Callback) -> bool:
         """Match a reply to a pending request (once: a late duplicate is refused)."""
-        return self.pending.pop(answer.correlation_id, None) is not None
+        if answer.correlation_id not in self.pending:
+            return False
+        deadline = self.pending.pop(answer.correlation_id)
+        if deadline is not None:
+            deadline.cancel()
+        return True
 
     def _unclaim(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:
             if isinstance(envelope, _ANSWERS):
-                self.pending[envelope.correlation_id] = time.monotonic()
+                self.pending[envelope.correlation_id] = None  # the answer is back in the mailbox
 
     def _expect_reply(self, request_id: int, timeout: float) -> None:
         """Track a request; deliver a timeout callback if no reply comes in time."""
-        self.pending[request_id] = time.monotonic()
-        self.env.start_soon(self._expire, request_id, timeout)
+        self.pending[request_id] = self.env.deadlines.after(timeout, partial(self._expired, request_id))
 
-    async def _expire(self, request_id: int, timeout: float) -> None:
-        await anyio.sleep(timeout)
-        if request_id in self.pending and not self.closed:
+    def _expired(self, request_id: int) -> None:
+        if self.pending.get(request_id) is not None and not self.closed:
+            self.pending[request_id] = None  # the timeout callback is the answer
             self._callback(request_id, RequestError(RequestFailure.TIMEOUT))
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ..messaging import Envelope, Registry, Transport
     from ..runtime import StorageBackend
+    from ._deadlines import Deadlines
     from ._observe import ActorStats, DeadLetterReason
     from ._ref import ActorRef
 
@@ -49,8 +50,8 @@ class CellEnv:
     dead_letter: Callable[[Envelope, DeadLetterReason, str], None]
     #: Publish a lifecycle event.
     emit: Callable[..., None]
-    #: Start a background task in the system (request timers).
-    start_soon: Callable[..., None]
+    #: The system's timer for guest request timeouts.
+    deadlines: Deadlines
     #: A reference by address (for native actors' context).
     ref: Callable[[str], ActorRef]
     #: The cell stopped for good: its last stats.

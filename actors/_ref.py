@@ -6,7 +6,17 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 
-from ..messaging import Callback, Codec, DeliveryFailure, Envelope, PayloadDecodeError, Reply, Request, Tell
+from ..messaging import (
+    Callback,
+    Codec,
+    DeliveryFailure,
+    Endpoint,
+    Envelope,
+    PayloadDecodeError,
+    Reply,
+    Request,
+    Tell,
+)
 from ..runtime import PayloadTooLargeError, RequestError, RequestFailure
 from ._cell import ComponentCell
 from ._errors import (
@@ -33,17 +43,27 @@ Resp = TypeVar("Resp")
 class _AskSlot:
     """A temporary endpoint that receives the one reply to an ask."""
 
+    __slots__ = ("event", "reply", "timed_out")
+
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.reply: Reply | Callback | None = None
+        self.timed_out = False
 
     def deliver_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
-        if not isinstance(envelope, Reply | Callback):
-            return DeliveryFailure.UNKNOWN_RECIPIENT  # only the answer is expected here
+        if self.timed_out or not isinstance(envelope, Reply | Callback):
+            # Too late (an unexpected-reply dead letter), or not an answer at all.
+            return DeliveryFailure.UNKNOWN_RECIPIENT
         if self.reply is None:
             self.reply = envelope
             self.event.set()
         return None
+
+    def expire(self) -> None:
+        """The ask's deadline passed (called by the system's deadline timer)."""
+        if self.reply is None:
+            self.timed_out = True
+            self.event.set()
 
     async def deliver(self, envelope: Envelope) -> DeliveryFailure | None:
         return self.deliver_nowait(envelope)
@@ -68,30 +88,47 @@ class ActorRef:
     def __hash__(self) -> int:
         return hash(self.address)
 
-    def _check(self, payload: bytes) -> None:
-        cell = self.system.registry.lookup(self.address)
-        if isinstance(cell, ComponentCell) and len(payload) > cell.limits.max_payload:
+    def _endpoint(self, payload: bytes) -> Endpoint | None:
+        """The recipient's endpoint, looked up once (``None``: unknown); checks the payload size."""
+        endpoint = self.system.registry.lookup(self.address)
+        if isinstance(endpoint, ComponentCell) and len(payload) > endpoint.limits.max_payload:
+            limit = endpoint.limits.max_payload
             raise PayloadTooLargeError(
-                f"payload of {len(payload)} bytes exceeds {self.address}'s limit of {cell.limits.max_payload}"
+                f"payload of {len(payload)} bytes exceeds {self.address}'s limit of {limit}"
             )
-
-    def _tell(self, payload: bytes, sender: str | None, headers: Sequence[tuple[str, str]]) -> Tell:
-        self._check(payload)
-        return Tell(recipient=self.address, payload=payload, sender=sender, headers=tuple(headers))
+        return endpoint
 
     async def tell(
         self, payload: bytes, *, sender: str | None = None, headers: Sequence[tuple[str, str]] = ()
     ) -> None:
         """Queue a message, waiting for mailbox space (backpressure)."""
-        envelope = self._tell(payload, sender, headers)
-        _raise_for(self.address, await self.system.transport.send(envelope, timeout=None))
+        endpoint = self._endpoint(payload)
+        envelope = Tell(recipient=self.address, payload=payload, sender=sender, headers=tuple(headers))
+        system = self.system
+        if not system._direct:
+            _raise_for(self.address, await system.transport.send(envelope, timeout=None))
+            return
+        # In process: straight into the mailbox, with the one lookup above.
+        if endpoint is None:
+            _raise_for(self.address, DeliveryFailure.UNKNOWN_RECIPIENT)
+            return
+        failure = endpoint.deliver_nowait(envelope)
+        if failure is DeliveryFailure.MAILBOX_FULL:
+            failure = await endpoint.deliver(envelope)
+        _raise_for(self.address, failure)
 
     def tell_nowait(
         self, payload: bytes, *, sender: str | None = None, headers: Sequence[tuple[str, str]] = ()
     ) -> None:
         """Queue a message now, or raise :class:`MailboxFullError`."""
-        envelope = self._tell(payload, sender, headers)
-        _raise_for(self.address, self.system.transport.send_nowait(envelope))
+        endpoint = self._endpoint(payload)
+        envelope = Tell(recipient=self.address, payload=payload, sender=sender, headers=tuple(headers))
+        if not self.system._direct:
+            _raise_for(self.address, self.system.transport.send_nowait(envelope))
+        elif endpoint is None:
+            _raise_for(self.address, DeliveryFailure.UNKNOWN_RECIPIENT)
+        else:
+            _raise_for(self.address, endpoint.deliver_nowait(envelope))
 
     async def ask(self, payload: bytes, *, timeout: float, headers: Sequence[tuple[str, str]] = ()) -> bytes:
         """Send a request and wait for the reply bytes (``b""`` when the handler
@@ -102,7 +139,7 @@ class ActorRef:
         ask_id = next(system._ask_ids)
         reply_to = f"$ask/{ask_id}"
         slot = _AskSlot()
-        self._check(payload)
+        self._endpoint(payload)
         envelope = Request(
             recipient=self.address,
             payload=payload,
@@ -111,16 +148,23 @@ class ActorRef:
             headers=tuple(headers),
         )
         system.registry.register(reply_to, slot)
+        # One entry in the system's deadline heap instead of a fail_after per ask.
+        deadline = system._deadlines.after(timeout, slot.expire)
         try:
-            with anyio.fail_after(timeout):
-                _raise_for(self.address, await system.transport.send(envelope, timeout=None))
-                await slot.event.wait()
-        except TimeoutError:
-            raise AskTimeoutError(f"{self.address} did not answer within {timeout:g} s") from None
+            failure = system.transport.send_nowait(envelope)
+            if failure is DeliveryFailure.MAILBOX_FULL:
+                with anyio.move_on_after(timeout) as waiting:
+                    failure = await system.transport.send(envelope, timeout=None)
+                if waiting.cancelled_caught:
+                    raise AskTimeoutError(f"{self.address} had no mailbox space within {timeout:g} s")
+            _raise_for(self.address, failure)
+            await slot.event.wait()
         finally:
+            deadline.cancel()
             system.registry.unregister(reply_to)
         reply = slot.reply
-        assert reply is not None
+        if reply is None:
+            raise AskTimeoutError(f"{self.address} did not answer within {timeout:g} s")
         if reply.error is not None:
             raise _error_for(self.address, reply.error)
         return reply.payload

@@ -10,7 +10,7 @@ import time
 from collections import Counter, OrderedDict
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -30,6 +30,7 @@ from ..runtime import (
     StorageBackend,
 )
 from ._cell import Cell, ExitKind, RestartType
+from ._deadlines import Deadlines
 from ._env import CellEnv
 from ._errors import ActorStoppedError, SystemFailedError, UnknownActorError
 from ._observe import ActorStats, Broadcast, DeadLetter, DeadLetterReason, Event, EventKind
@@ -37,7 +38,7 @@ from ._ref import ActorRef
 from ._supervisor import Backoff, Strategy, Supervisor
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine
+    from collections.abc import AsyncIterator
     from types import TracebackType
 
     from anyio.abc import TaskGroup
@@ -106,6 +107,8 @@ class ActorSystem:
         self.shutdown_timeout = shutdown_timeout
         self.registry = Registry()
         self.transport: Transport = transport or InProcessTransport(self.registry)
+        #: Refs deliver straight to the registry's endpoints (no custom transport).
+        self._direct = transport is None
         self._ask_ids = itertools.count(1)
         self._root_intensity = (max_restarts, within)
         self._names: set[str] = set()
@@ -134,6 +137,7 @@ class ActorSystem:
             self.storage = storage
             self._own_storage = False
         self.limiter = anyio.CapacityLimiter(self.workers)
+        self._deadlines = Deadlines()
         self._env = CellEnv(
             transport=self.transport,
             registry=self.registry,
@@ -145,7 +149,7 @@ class ActorSystem:
             request_timeout=self.request_timeout,
             dead_letter=self._dead_letter,
             emit=self._emit,
-            start_soon=self._start_soon,
+            deadlines=self._deadlines,
             ref=self.ref,
             stopped=self._stopped,
         )
@@ -154,6 +158,7 @@ class ActorSystem:
         self._root_done = anyio.Event()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self._tg.start_soon(self._deadlines.run)
         await self._tg.start(self._run_root)
         return self
 
@@ -192,11 +197,6 @@ class ActorSystem:
             log.error("%s", self._failure)
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
-
-    def _start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-        if self._tg is None:
-            raise RuntimeError("the actor system is not running; use `async with ActorSystem()`")
-        self._tg.start_soon(fn, *args)
 
     # -- spawning ---------------------------------------------------------------
 

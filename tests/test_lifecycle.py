@@ -15,6 +15,7 @@ from wasmactors.actors import (
     TEMPORARY,
     TRANSIENT,
     ActorSystem,
+    AskTimeoutError,
     EventKind,
     RestartType,
     UnknownActorError,
@@ -185,3 +186,32 @@ async def test_a_factory_that_fails_at_restart_counts_as_a_failed_restart(system
         await next_event(events, {EventKind.RESTARTED}, "w/f")
     assert await ref.ask(b"fine", timeout=5) == b"fine"
     assert len(calls) == 3
+
+
+async def test_ask_timeouts_share_one_timer(system: ActorSystem, wat: Mapping[str, Component]) -> None:
+    """Asks keep no timer behind once answered, and an unanswered ask still
+    times out on time with AskTimeoutError (the system's deadline heap)."""
+    echo = await system.spawn("echo", wat["echo"], limits=WAT)
+    for i in range(200):
+        assert await echo.ask(b"%d" % i, timeout=30) == b"%d" % i
+    assert len(system._deadlines) == 0
+    stuck = Recorder()
+    ref = await system.spawn_native("stuck", stuck)
+    with anyio.fail_after(5):
+        start = anyio.current_time()
+        with pytest.raises(AskTimeoutError):
+            await ref.ask(b"block", timeout=0.1)
+        assert anyio.current_time() - start >= 0.1
+    stuck.gate.set()
+
+
+async def test_an_ask_waiting_for_mailbox_space_times_out(system: ActorSystem) -> None:
+    """An ask whose request cannot even be queued (a full mailbox) raises AskTimeoutError at its deadline."""
+    stuck = Recorder()
+    ref = await system.spawn_native("stuck", stuck, mailbox_size=1)
+    ref.tell_nowait(b"block")
+    await stuck.blocked.wait()
+    ref.tell_nowait(b"fills the mailbox")
+    with anyio.fail_after(5), pytest.raises(AskTimeoutError):
+        await ref.ask(b"no room", timeout=0.1)
+    stuck.gate.set()
