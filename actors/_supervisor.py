@@ -410,6 +410,7 @@ class Supervisor:
                     await self._terminate(child, drain=True)
                     _close(child)
                 self.children.clear()
+                self._slots.clear()
                 return Exit(ExitKind.NORMAL, "stopped")
             else:
                 await self._halt_all("the parent restarts this supervisor")
@@ -435,8 +436,7 @@ class Supervisor:
         child = message.child
         if child in self.children:
             await self._terminate(child, drain=True)
-            self.children.remove(child)
-            _close(child)
+            self._forget(child)
         message.done.set()
 
     async def _exited(self, message: _Exited) -> Exit | None:
@@ -451,8 +451,7 @@ class Supervisor:
         if child.restart_type is RestartType.TEMPORARY or (
             child.restart_type is RestartType.TRANSIENT and not exit.abnormal
         ):
-            self.children.remove(child)
-            _close(child)
+            self._forget(child)
             return None
         reason = f"{child.address} {exit.kind.value}{': ' + exit.detail if exit.detail else ''}"
         while True:
@@ -509,6 +508,12 @@ class Supervisor:
                 self._system._emit(EventKind.HALTED, child.address or "", why)
 
     # -- children's tasks ----------------------------------------------------------------
+
+    def _forget(self, child: Child) -> None:
+        """Remove a child whose task has ended, and end it for good."""
+        self.children.remove(child)
+        self._slots.pop(id(child), None)
+        _close(child)
 
     def _slot(self, child: Child) -> _Slot:
         slot = self._slots.get(id(child))
