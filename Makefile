@@ -18,7 +18,7 @@ GUESTS := examples/echo/build/echo.wasm \
 # into ~/.cache/wasmactors/toolchains on first use). Skipped without node.
 JS_GUESTS := $(if $(shell command -v node && command -v npm),examples/polyglot/tally/build/tally.wasm)
 
-.PHONY: all setup guests lint typecheck test demo bench clean FORCE
+.PHONY: all setup guests lint typecheck test stress demo bench clean FORCE
 
 all: test
 
@@ -67,6 +67,11 @@ typecheck: $(STAMP)
 
 test: $(STAMP) guests lint typecheck
 	$(BIN)/python -m pytest
+
+# The long versions of the overlap stress tests (hundreds of repetitions on
+# both backends); `make test` runs a short version of each.
+stress: $(STAMP) guests
+	$(BIN)/python -m pytest -m stress
 
 # The pipeline example end to end: four actors, backpressure, the stats table.
 demo: $(STAMP) examples/pipeline/build/pipeline.wasm

@@ -1,7 +1,7 @@
 """The actor layer: components (and Python objects) living as supervised
 actors that exchange messages, on asyncio or trio."""
 
-from ._cell import NativeActor, NativeContext, NativeSource, Reject, RestartType
+from ._cell import RestartType
 from ._errors import (
     ActorAppError,
     ActorCrashedError,
@@ -12,9 +12,11 @@ from ._errors import (
     SystemFailedError,
     UnknownActorError,
 )
+from ._native import NativeActor, NativeContext, NativeSource, Reject
 from ._observe import ActorStats, DeadLetter, DeadLetterReason, Event, EventKind
-from ._supervisor import ONE_FOR_ALL, ONE_FOR_ONE, REST_FOR_ONE, Backoff, Strategy, Supervisor
-from ._system import ActorRef, ActorSystem, TypedRef
+from ._ref import ActorRef, TypedRef
+from ._supervisor import BRUTAL_KILL, ONE_FOR_ALL, ONE_FOR_ONE, REST_FOR_ONE, Backoff, Strategy, Supervisor
+from ._system import ActorSystem
 from ._topology import Topology, TopologyError
 
 PERMANENT = RestartType.PERMANENT
@@ -22,6 +24,7 @@ TRANSIENT = RestartType.TRANSIENT
 TEMPORARY = RestartType.TEMPORARY
 
 __all__ = [
+    "BRUTAL_KILL",
     "ONE_FOR_ALL",
     "ONE_FOR_ONE",
     "PERMANENT",

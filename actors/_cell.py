@@ -1,12 +1,19 @@
 """Actor cells: an address, a mailbox, a behaviour, and the loop between them.
 
+A cell's loop runs as a task owned by its supervisor; one run of the loop is
+one *incarnation* of the actor. The loop ends, and the task with it, when the
+actor crashes, asks to stop, drains its mailbox after a stop request, or is
+halted by its supervisor; the supervisor learns why from the task's exit and
+alone decides what happens next (see ``_supervisor.py``). The mailbox
+belongs to the cell, not to the incarnation, so a restart keeps what is
+queued; :meth:`Cell.close` ends the actor for good and accounts for every
+message still queued (dead letter, and ``stopped`` to a requester).
+
 A component cell runs its guest on worker threads, one *turn* per thread hop:
-the loop takes up to ``turn_size`` queued messages and hands them to one
-``anyio.to_thread.run_sync`` call, which runs them one after another on the
-actor's Store. After the turn, back on the event loop, the cell delivers what
-the handlers sent, answers requests, and reports a crash to its supervisor.
-The mailbox belongs to the cell, so a restart (a new instance from the
-compiled component) keeps the queued messages.
+up to ``turn_size`` queued messages, ended early at a message boundary once it
+has run for ``turn_time`` seconds or when the supervisor aborts it. Back on
+the event loop the cell delivers what the handlers sent, answers requests,
+and ends the incarnation at a crash.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol, Union
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 
-from ..messaging import DeliveryFailure, Envelope, Kind
+from ..messaging import Callback, DeliveryFailure, Envelope, Reply, Request, Tell
 from ..runtime import (
     AppError,
     CallResult,
@@ -29,6 +37,7 @@ from ..runtime import (
     Instance,
     InvalidMessageError,
     Limits,
+    Outgoing,
     PayloadTooLargeError,
     RequestError,
     RequestFailure,
@@ -38,12 +47,10 @@ from ._mailbox import Mailbox
 from ._observe import DeadLetterReason, EventKind, StatsRecorder
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from ._deadlines import Deadline
+    from ._env import CellEnv
 
-    from ._supervisor import Supervisor
-    from ._system import ActorSystem
-
-__all__ = ["Cell", "ComponentCell", "NativeActor", "NativeCell", "NativeSource", "Reject", "RestartType"]
+__all__ = ["Cell", "ComponentCell", "Exit", "ExitKind", "RestartType"]
 
 log = logging.getLogger("wasmactors.actors")
 
@@ -51,57 +58,42 @@ log = logging.getLogger("wasmactors.actors")
 class RestartType(enum.StrEnum):
     """When a supervisor restarts a child (OTP's restart types)."""
 
-    #: Always restarted.
+    #: Always restarted, after a crash and after a normal exit.
     PERMANENT = "permanent"
-    #: Restarted only after an abnormal exit (a crash), not after a normal stop.
+    #: Restarted only after an abnormal exit (a crash), not after a normal one.
     TRANSIENT = "transient"
-    #: Never restarted: a crash removes it.
+    #: Never restarted: any exit removes it.
     TEMPORARY = "temporary"
 
 
-class Reject(Exception):
-    """Raised by a native actor's handler to answer with an application error."""
+class ExitKind(enum.Enum):
+    """Why an incarnation of a child (a cell's loop, a supervisor's task) ended."""
+
+    #: The actor asked to stop, or drained its mailbox after a stop request.
+    NORMAL = "normal"
+    #: A handler crashed (trap, fuel, timeout, memory, host fault).
+    CRASHED = "crashed"
+    #: Its supervisor halted it (for a restart or a give-up); the mailbox stays.
+    HALTED = "halted"
+    #: Cancelled after its shutdown time ran out.
+    KILLED = "killed"
+    #: A supervisor exceeded its restart intensity.
+    GAVE_UP = "gave-up"
 
 
-class NativeActor(Protocol):
-    """A host-native actor: any object with this method."""
+class Exit(NamedTuple):
+    """An exit reason with its detail (the crash kind, the intensity exceeded)."""
 
-    async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None: ...
+    kind: ExitKind
+    detail: str = ""
 
-
-#: What ``spawn_native`` takes: a behaviour object, kept across restarts, or a
-#: factory (a class or any other callable without ``handle_message``) called at
-#: start and again at every restart, so a restart begins from fresh state as in OTP.
-NativeSource = Union[NativeActor, "Callable[[], NativeActor]"]
-
-
-def _factory(source: NativeSource) -> Callable[[], NativeActor] | None:
-    if isinstance(source, type) or not hasattr(source, "handle_message"):
-        if not callable(source):
-            raise TypeError(f"{source!r} is neither a native actor (no handle_message) nor a factory")
-        return source
-    return None
+    @property
+    def abnormal(self) -> bool:
+        return self.kind is not ExitKind.NORMAL
 
 
-class NativeContext:
-    """What a native handler can do: its address, and messaging through the system."""
-
-    def __init__(self, system: ActorSystem, address: str) -> None:
-        self.system = system
-        self.address = address
-
-    async def tell(self, to: str, payload: bytes) -> None:
-        await self.system.ref(to).tell(payload, sender=self.address)
-
-    async def ask(self, to: str, payload: bytes, *, timeout: float) -> bytes:
-        return await self.system.ref(to).ask(payload, timeout=timeout)
-
-
-class _Status(enum.Enum):
-    RUNNING = "running"
-    HALTED = "halted"  # paused by its supervisor (gave up, awaiting a restart)
-    STOPPING = "stopping"
-    STOPPED = "stopped"
+#: Answers to this actor's own requests: accepted past capacity and while stopping.
+_ANSWERS = (Reply, Callback)
 
 
 class Cell:
@@ -109,39 +101,41 @@ class Cell:
 
     def __init__(
         self,
-        system: ActorSystem,
+        env: CellEnv,
         address: str,
-        supervisor: Supervisor,
         *,
         mailbox_size: int,
         restart: RestartType,
+        shutdown: float,
     ) -> None:
-        self.system = system
+        self.env = env
         self.address = address
-        self.supervisor = supervisor
         self.restart_type = restart
+        #: Seconds a stop may take before the cell is cancelled (0: brutal kill).
+        self.shutdown = shutdown
         self.mailbox: Mailbox[Envelope] = Mailbox(mailbox_size)
         self.stats = StatsRecorder()
-        self.status = _Status.RUNNING
-        self._control: list[Callable[[], Awaitable[None]]] = []
-        self._signal = anyio.Event()
-        #: Set when the loop task has been started (it may not have run yet).
-        self.scheduled = False
+        #: Intake refused: a graceful stop is draining the mailbox.
+        self._stopping = False
+        #: The supervisor asked the loop to end after the current message.
+        self._halting = False
+        #: The behaviour asked to stop normally after the current message.
+        self._exit_requested = False
+        self.closed = False
         self._idle = anyio.Event()
-        self._idle.set()  # nothing queued yet
-        self._finished = anyio.Event()
-        self._cancel = anyio.CancelScope()
+        self._idle.set()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.address}>"
 
     # -- endpoint protocol (messaging.Endpoint) ---------------------------------
 
     def deliver_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
-        if self.status in (_Status.STOPPING, _Status.STOPPED) and envelope.kind not in (
-            Kind.REPLY,
-            Kind.CALLBACK,
-        ):
+        answer = isinstance(envelope, _ANSWERS)
+        if self._stopping and not answer:
             return DeliveryFailure.STOPPED
         try:
-            self.mailbox.put_nowait(envelope, force=envelope.kind in (Kind.REPLY, Kind.CALLBACK))
+            self.mailbox.put_nowait(envelope, force=answer)
         except anyio.WouldBlock:
             return DeliveryFailure.MAILBOX_FULL
         except anyio.ClosedResourceError:
@@ -149,7 +143,7 @@ class Cell:
         return None
 
     async def deliver(self, envelope: Envelope) -> DeliveryFailure | None:
-        if self.status in (_Status.STOPPING, _Status.STOPPED):
+        if self._stopping:
             return DeliveryFailure.STOPPED
         try:
             await self.mailbox.put(envelope)
@@ -157,109 +151,118 @@ class Cell:
             return DeliveryFailure.STOPPED
         return None
 
-    # -- lifecycle -------------------------------------------------------------
+    # -- the child interface (used by the owning supervisor only) -----------------
 
     async def start(self) -> None:
         """Prepare the behaviour (instantiate); raise if it cannot start."""
 
-    async def run(self) -> None:
-        """The actor's loop, run as a task of the system."""
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> Exit:
+        """One incarnation: handle messages until a crash, a normal exit or a stop request."""
+        task_status.started()
+        mailbox = self.mailbox
         try:
-            with self._cancel:
-                while True:
-                    await self._run_control()
-                    if self.status is _Status.STOPPED:
-                        break
-                    if self.status is _Status.STOPPING and not len(self.mailbox):
-                        break
-                    if self.status is _Status.HALTED:
-                        self._idle.set()
-                        await self._signal.wait()
-                        self._signal = anyio.Event()
-                        continue
-                    batch = await self.mailbox.take(self.system.turn_size)
-                    if not batch:
-                        continue  # woken for a control action or a stop
-                    if self._idle.is_set():
-                        self._idle = anyio.Event()
-                    await self.process(batch)
-                    if not len(self.mailbox):
-                        self._idle.set()
+            while True:
+                if self._halting:
+                    return Exit(ExitKind.HALTED)
+                if self._exit_requested:
+                    return Exit(ExitKind.NORMAL, "the actor asked to stop")
+                if self._stopping and not len(mailbox):
+                    return Exit(ExitKind.NORMAL, "drained")
+                if not len(mailbox):
+                    self._idle.set()
+                batch = await mailbox.take(self.env.turn_size)
+                if not batch:
+                    continue  # woken for a stop request
+                if self._idle.is_set():
+                    self._idle = anyio.Event()
+                exit = await self.process(batch)
+                if exit is not None:
+                    return exit
         finally:
-            await self._finish()
+            # Between incarnations the actor is not idle: its supervisor has a
+            # decision to make (restart or close), and messages may be queued.
+            if self._idle.is_set():
+                self._idle = anyio.Event()
 
-    async def _run_control(self) -> None:
-        while self._control:
-            await self._control.pop(0)()
-
-    def request_control(self, action: Callable[[], Awaitable[None]]) -> None:
-        """Run ``action`` on the loop between turns."""
-        self._control.append(action)
-        self._wake()
-
-    def _wake(self) -> None:
-        self._signal.set()
+    def request_stop(self, *, drain: bool) -> None:
+        """End the loop: after draining the mailbox (``drain``, intake refused)
+        or after the current message (a halt: the mailbox stays for a restart)."""
+        if drain:
+            self._stopping = True
+        else:
+            self._halting = True
         self.mailbox.wake()
 
-    @property
-    def loop_alive(self) -> bool:
-        return self.scheduled and not self._finished.is_set()
-
-    def end(self) -> None:
-        """Make the loop finish after the current turn (called from that loop)."""
-        self.status = _Status.STOPPED
-        self._wake()
-
-    async def process(self, batch: list[Envelope]) -> None:
-        raise NotImplementedError
+    def abort(self) -> None:
+        """The shutdown time ran out: stop a running turn at the next message."""
 
     async def restart(self) -> None:
-        """Replace the behaviour's state with a fresh one (the mailbox stays)."""
+        """Prepare a new incarnation: fresh behaviour state, the same mailbox."""
         self.stats.restarts += 1
+        self._halting = self._exit_requested = False
 
-    async def halt(self) -> None:
-        """Stop handling messages and release the behaviour; the mailbox stays."""
-        self.status = _Status.HALTED
-
-    async def resume(self) -> None:
-        await self.restart()
-        if self.status is _Status.HALTED:
-            self.status = _Status.RUNNING
-        self._wake()
-
-    async def stop(self, *, drain: bool, deadline: float) -> None:
-        """Stop: refuse new messages, optionally drain the queue until ``deadline``, then end."""
-        if self.status is _Status.STOPPED:
+    def close(self) -> None:
+        """End the actor for good (its loop is not running): leave the registry
+        and account for every queued message."""
+        if self.closed:
             return
-        if drain and self.status is _Status.RUNNING:
-            self.status = _Status.STOPPING
-        else:
-            self.status = _Status.STOPPED
-        if not self.scheduled:
-            await self._finish()
-            return
-        self._wake()
-        with anyio.move_on_at(deadline):
-            await self._finished.wait()
-        self._cancel.cancel()
-        await self._finished.wait()
+        self.closed = True
+        self._stopping = True
+        env = self.env
+        env.registry.unregister(self.address)
+        for envelope in self.mailbox.close():
+            self.discard(envelope, "the actor stopped")
+        self.release()
+        self._idle.set()
+        env.stopped(self.address, self.stats.snapshot(self.address, 0, self.mailbox.high_water))
+        env.emit(EventKind.STOPPED, self.address)
 
-    async def _finish(self) -> None:
-        if self._finished.is_set():
-            return
-        self.status = _Status.STOPPED
-        self.system.registry.unregister(self.address)
-        with anyio.CancelScope(shield=True):
-            for envelope in self.mailbox.close():
-                self.system.undeliverable(envelope, DeadLetterReason.STOPPED, "the actor stopped")
-                # A requester learns now, not at its timeout, that no answer will come.
-                await self.reply(envelope, RequestError(RequestFailure.STOPPED, self.address))
-            await self.release()
-        self.system.emit(EventKind.STOPPED, self.address)
-        self._finished.set()
-
-    async def release(self) -> None:
+    def release(self) -> None:
         """Free the behaviour's resources (the Store)."""
+
+    # -- shared message handling ---------------------------------------------------
+
+    async def process(self, batch: list[Envelope]) -> Exit | None:
+        raise NotImplementedError
+
+    def discard(self, envelope: Envelope, detail: str) -> None:
+        """A message this actor will not handle: a dead letter, and ``stopped`` to its requester."""
+        self.env.dead_letter(envelope, DeadLetterReason.STOPPED, detail)
+        self.reply(envelope, RequestError(RequestFailure.STOPPED, self.address))
+
+    def reply(self, request: Envelope, outcome: bytes | RequestError) -> None:
+        """Answer a request envelope to its sender (never waits: replies bypass capacity)."""
+        if not isinstance(request, Request):
+            return
+        payload, error = (b"", outcome) if isinstance(outcome, RequestError) else (outcome, None)
+        answer = Reply(
+            recipient=request.sender,
+            sender=self.address,
+            correlation_id=request.correlation_id,
+            payload=payload,
+            error=error,
+        )
+        failure = self.env.transport.send_nowait(answer)
+        if failure is None:
+            return
+        if failure is DeliveryFailure.UNKNOWN_RECIPIENT and request.sender.startswith("$ask/"):
+            # Only asks create `$ask/` addresses: this one has already timed out.
+            self.env.dead_letter(
+                answer, DeadLetterReason.UNEXPECTED_REPLY, "an ask's reply after its timeout"
+            )
+        else:
+            self.env.dead_letter(answer, failure, "the requester is gone")
+
+    def crashed(self, envelope: Envelope, crash: Crash) -> Exit:
+        """Account for the message that crashed its handler; the incarnation ends."""
+        self.stats.crashes[crash.kind.value] += 1
+        self.env.dead_letter(envelope, DeadLetterReason.CRASHED_HANDLER, crash.kind.value)
+        self.reply(envelope, RequestError(RequestFailure.CRASHED, crash.kind.value))
+        log.warning(
+            "%s crashed (%s): %s", self.address, crash.kind, crash.message, extra={"actor": self.address}
+        )
+        self.env.emit(EventKind.CRASHED, self.address, crash.kind.value, crash.backtrace)
+        return Exit(ExitKind.CRASHED, crash.kind.value)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -274,34 +277,17 @@ class Cell:
         """Work in hand: :attr:`working`, or (for components) a request of its own awaiting an answer."""
         return self.working
 
-    # -- shared result handling ------------------------------------------------
 
-    async def reply(self, request: Envelope, outcome: bytes | RequestError) -> None:
-        """Answer a request envelope to its sender."""
-        if request.kind is not Kind.REQUEST or request.sender is None:
-            return
-        payload, error = (b"", outcome) if isinstance(outcome, RequestError) else (outcome, None)
-        answer = Envelope(
-            recipient=request.sender,
-            kind=Kind.REPLY,
-            sender=self.address,
-            correlation_id=request.correlation_id,
-            payload=payload,
-            error=error,
-        )
-        failure = self.system.transport.send_nowait(answer)
-        if failure is not None:
-            self.system.undeliverable(answer, DeadLetterReason(failure.value), "the requester is gone")
+class _TurnControl:
+    """Shared with the worker thread running a turn: when to stop early.
+    Plain attributes: a read on the worker thread sees the loop's write."""
 
-    async def crashed(self, envelope: Envelope, crash: Crash) -> None:
-        self.stats.crashes[crash.kind.value] += 1
-        self.system.undeliverable(envelope, DeadLetterReason.CRASHED_HANDLER, crash.kind.value)
-        await self.reply(envelope, RequestError(RequestFailure.CRASHED, crash.kind.value))
-        log.warning(
-            "%s crashed (%s): %s", self.address, crash.kind, crash.message, extra={"actor": self.address}
-        )
-        self.system.emit(EventKind.CRASHED, self.address, crash.kind.value, crash.backtrace)
-        await self.supervisor.child_failed(self, crash.kind.value)
+    __slots__ = ("abort", "budget")
+
+    def __init__(self, budget: float) -> None:
+        self.abort = False
+        #: Seconds a turn may run before it ends at the next message boundary.
+        self.budget = budget
 
 
 class ComponentCell(Cell):
@@ -309,26 +295,28 @@ class ComponentCell(Cell):
 
     def __init__(
         self,
-        system: ActorSystem,
+        env: CellEnv,
         address: str,
-        supervisor: Supervisor,
         component: Component,
         limits: Limits,
         *,
         mailbox_size: int,
         restart: RestartType,
+        shutdown: float,
     ) -> None:
-        super().__init__(system, address, supervisor, mailbox_size=mailbox_size, restart=restart)
+        super().__init__(env, address, mailbox_size=mailbox_size, restart=restart, shutdown=shutdown)
         self.component = component
         self.limits = limits
         self.instance: Instance | None = None
         self._next_id = 0
-        #: Outstanding requests this actor made: id -> the time it was sent.
-        self.pending: dict[int, float] = {}
+        self._control = _TurnControl(env.turn_time)
+        #: Outstanding requests this actor made: id -> its timeout (``None``
+        #: once the answer is in the mailbox).
+        self.pending: dict[int, Deadline | None] = {}
         self.context = HostContext(
             address,
-            storage=system.storage,
-            resolve=system.transport.knows,
+            storage=env.storage,
+            resolve=env.transport.knows,
             next_request_id=self._request_id,
             logger=logging.LoggerAdapter(logging.getLogger("wasmactors.guest"), {"actor": address}),
             pending_requests=self.pending.__len__,
@@ -344,50 +332,71 @@ class ComponentCell(Cell):
         return self._next_id
 
     async def start(self) -> None:
-        await self._instantiate()
-
-    async def _instantiate(self) -> None:
         self.instance = await anyio.to_thread.run_sync(
-            Instance, self.component, self.limits, self.context, limiter=self.system.limiter
+            Instance, self.component, self.limits, self.context, limiter=self.env.limiter
         )
 
     async def restart(self) -> None:
         await super().restart()
-        await self.release()
-        await self._instantiate()
+        self._control = _TurnControl(self.env.turn_time)
+        self.release()
+        await self.start()
 
-    async def halt(self) -> None:
-        await super().halt()
-        await self.release()
+    def request_stop(self, *, drain: bool) -> None:
+        super().request_stop(drain=drain)
+        if not drain:  # a halt ends the running turn after its current message
+            self._control.abort = True
 
-    async def release(self) -> None:
+    def abort(self) -> None:
+        self._control.abort = True
+
+    def close(self) -> None:
+        super().close()
+        for deadline in self.pending.values():  # its requests' timers (not at a restart: they outlive it)
+            if deadline is not None:
+                deadline.cancel()
+
+    def release(self) -> None:
         if self.instance is not None:
             self.instance.close()
             self.instance = None
 
-    async def process(self, batch: list[Envelope]) -> None:
+    async def process(self, batch: list[Envelope]) -> Exit | None:
         # Replies are matched to pending requests here, on the loop, where the
         # timers that expire them also run.
         runnable: list[Envelope] = []
         for envelope in batch:
-            if envelope.kind in (Kind.REPLY, Kind.CALLBACK) and not self._claim(envelope):
+            if isinstance(envelope, _ANSWERS) and not self._claim(envelope):
                 reason = "no pending request with that id"
-                self.system.undeliverable(envelope, DeadLetterReason.UNEXPECTED_REPLY, reason)
+                self.env.dead_letter(envelope, DeadLetterReason.UNEXPECTED_REPLY, reason)
                 continue
             runnable.append(envelope)
         if not runnable:
-            return
+            return None
         instance = self.instance
-        if instance is None:  # halted between take and process
+        assert instance is not None, "a running incarnation has an instance"
+        control = self._control
+        try:
+            done, rest = await anyio.to_thread.run_sync(
+                _turn, instance, runnable, control, limiter=self.env.limiter
+            )
+        except anyio.get_cancelled_exc_class():
+            # Cancelled before the thread started (waiting for a worker): nothing ran.
+            self._unclaim(runnable)
             self.mailbox.push_front(runnable)
-            return
-        done, rest = await anyio.to_thread.run_sync(_turn, instance, runnable, limiter=self.system.limiter)
-        for envelope, result in done:
-            await self._after(envelope, result)
-        if rest:
-            self.mailbox.push_front(rest)
+            raise
+        # The turn ran: account for every result even if a stop is cancelling us.
+        with anyio.CancelScope(shield=True):
+            if rest:
+                self.mailbox.push_front(rest)
+            exit: Exit | None = None
+            for envelope, result in done:
+                exit = await self._after(envelope, result, hurry=control.abort) or exit
+        return exit
 
-    async def _after(self, envelope: Envelope, result: CallResult | InvalidMessageError) -> None:
+    async def _after(
+        self, envelope: Envelope, result: CallResult | InvalidMessageError, *, hurry: bool
+    ) -> Exit | None:
         stats = self.stats
         if isinstance(result, InvalidMessageError):
             reason = (
@@ -395,55 +404,93 @@ class ComponentCell(Cell):
                 if isinstance(result, PayloadTooLargeError)
                 else DeadLetterReason.INVALID_MESSAGE
             )
-            self.system.undeliverable(envelope, reason, str(result))
-            await self.reply(envelope, RequestError(RequestFailure.APP_ERROR, str(result)))
-            return
+            self.env.dead_letter(envelope, reason, str(result))
+            self.reply(envelope, RequestError(RequestFailure.APP_ERROR, str(result)))
+            return None
         stats.handled += 1
         stats.fuel += result.fuel
         stats.latencies.append(result.elapsed)
         outcome = result.outcome
         if isinstance(outcome, Crash):
-            await self.crashed(envelope, outcome)
-            return
+            return self.crashed(envelope, outcome)
         for outgoing in result.outbox:
-            await self.system.dispatch(self, outgoing)
+            await self._dispatch(outgoing, hurry=hurry)
         if isinstance(outcome, AppError):
             stats.app_errors += 1
-            await self.reply(envelope, RequestError(RequestFailure.APP_ERROR, outcome.message))
+            self.reply(envelope, RequestError(RequestFailure.APP_ERROR, outcome.message))
         elif isinstance(outcome, Success):
-            await self.reply(envelope, outcome.reply or b"")
+            self.reply(envelope, outcome.reply or b"")
+        return None
 
-    def _claim(self, reply: Envelope) -> bool:
-        """Match a reply to a pending request (once: a late duplicate is refused)."""
-        return reply.correlation_id is not None and self.pending.pop(reply.correlation_id, None) is not None
-
-    def expect_reply(self, request_id: int, timeout: float) -> None:
-        """Track a request; deliver a timeout callback if no reply comes in time."""
-        self.pending[request_id] = time.monotonic()
-        self.system.start_soon(self._expire, request_id, timeout)
-
-    async def _expire(self, request_id: int, timeout: float) -> None:
-        await anyio.sleep(timeout)
-        if request_id in self.pending:
-            self.deliver_nowait(
-                Envelope(
-                    recipient=self.address,
-                    kind=Kind.CALLBACK,
-                    correlation_id=request_id,
-                    error=RequestError(RequestFailure.TIMEOUT),
-                )
+    async def _dispatch(self, outgoing: Outgoing, *, hurry: bool) -> None:
+        """Deliver one message the guest sent, after its handler succeeded;
+        without waiting for room when the cell is being killed."""
+        request_id = outgoing.request_id
+        envelope: Tell | Request
+        if request_id is None:
+            envelope = Tell(recipient=outgoing.to, payload=outgoing.payload, sender=self.address)
+        else:
+            envelope = Request(
+                recipient=outgoing.to,
+                payload=outgoing.payload,
+                sender=self.address,
+                correlation_id=request_id,
             )
+            self._expect_reply(request_id, outgoing.timeout or self.env.request_timeout)
+        timeout = 0 if hurry else self.env.push_timeout
+        failure = await self.env.transport.send(envelope, timeout=timeout)
+        if failure is None:
+            return
+        self.env.dead_letter(envelope, failure, "")
+        if request_id is not None:
+            reason = {
+                DeliveryFailure.UNKNOWN_RECIPIENT: RequestFailure.UNKNOWN_RECIPIENT,
+                DeliveryFailure.MAILBOX_FULL: RequestFailure.MAILBOX_FULL,
+            }.get(failure, RequestFailure.STOPPED)
+            self._callback(request_id, RequestError(reason, outgoing.to))
+
+    def _callback(self, request_id: int, error: RequestError) -> None:
+        callback = Callback(recipient=self.address, correlation_id=request_id, error=error)
+        if self.deliver_nowait(callback) is not None:
+            self.env.dead_letter(callback, DeadLetterReason.STOPPED, "the requester stopped")
+
+    def _claim(self, answer: Reply | Callback) -> bool:
+        """Match a reply to a pending request (once: a late duplicate is refused)."""
+        if answer.correlation_id not in self.pending:
+            return False
+        deadline = self.pending.pop(answer.correlation_id)
+        if deadline is not None:
+            deadline.cancel()
+        return True
+
+    def _unclaim(self, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            if isinstance(envelope, _ANSWERS):
+                self.pending[envelope.correlation_id] = None  # the answer is back in the mailbox
+
+    def _expect_reply(self, request_id: int, timeout: float) -> None:
+        """Track a request; deliver a timeout callback if no reply comes in time."""
+        self.pending[request_id] = self.env.deadlines.after(timeout, partial(self._expired, request_id))
+
+    def _expired(self, request_id: int) -> None:
+        if self.pending.get(request_id) is not None and not self.closed:
+            self.pending[request_id] = None  # the timeout callback is the answer
+            self._callback(request_id, RequestError(RequestFailure.TIMEOUT))
 
 
 def _turn(
-    instance: Instance, batch: list[Envelope]
+    instance: Instance, batch: list[Envelope], control: _TurnControl
 ) -> tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]:
-    """Run a batch on a worker thread; stop at the first crash."""
+    """Run a batch on a worker thread. Stop at the first crash, when aborted,
+    or once the turn has used its time budget (fair turns: a slow actor gives
+    its worker back and other actors' messages are served)."""
     done: list[tuple[Envelope, CallResult | InvalidMessageError]] = []
+    deadline = time.monotonic() + control.budget
     for i, envelope in enumerate(batch):
+        if control.abort or (i and time.monotonic() >= deadline):
+            return done, batch[i:]
         try:
-            if envelope.kind in (Kind.REPLY, Kind.CALLBACK):
-                assert envelope.correlation_id is not None
+            if isinstance(envelope, _ANSWERS):
                 outcome: bytes | RequestError = (
                     envelope.error if envelope.error is not None else envelope.payload
                 )
@@ -452,68 +499,17 @@ def _turn(
                 result = instance.handle_message(
                     envelope.payload,
                     sender=envelope.sender,
-                    request=envelope.kind is Kind.REQUEST,
+                    request=isinstance(envelope, Request),
                     headers=envelope.headers,
                 )
         except InvalidMessageError as exc:
             done.append((envelope, exc))
             continue
+        except Exception as exc:  # noqa: BLE001 - the host's bug must cost this message, not the system
+            crash = Crash(CrashKind.HOST_FAULT, f"host fault: {type(exc).__name__}: {exc}")
+            done.append((envelope, CallResult(crash, 0, 0.0)))
+            return done, batch[i + 1 :]
         done.append((envelope, result))
         if result.crashed:
             return done, batch[i + 1 :]
     return done, []
-
-
-class NativeCell(Cell):
-    """An actor whose behaviour is a Python object with ``async handle_message``."""
-
-    def __init__(
-        self,
-        system: ActorSystem,
-        address: str,
-        supervisor: Supervisor,
-        source: NativeSource,
-        *,
-        mailbox_size: int,
-        restart: RestartType,
-    ) -> None:
-        super().__init__(system, address, supervisor, mailbox_size=mailbox_size, restart=restart)
-        self._factory = _factory(source)
-        self.behaviour: NativeActor = self._factory() if self._factory else source  # type: ignore[assignment]
-        self.context = NativeContext(system, address)
-
-    async def restart(self) -> None:
-        await super().restart()
-        if self._factory is not None:
-            self.behaviour = self._factory()
-
-    async def process(self, batch: list[Envelope]) -> None:
-        for i, envelope in enumerate(batch):
-            if envelope.kind in (Kind.REPLY, Kind.CALLBACK):
-                self.system.undeliverable(
-                    envelope, DeadLetterReason.UNEXPECTED_REPLY, "native actors await their asks directly"
-                )
-                continue
-            start = time.perf_counter()
-            try:
-                reply = await self.behaviour.handle_message(envelope, self.context)
-            except anyio.get_cancelled_exc_class():
-                # Stopped past the shutdown deadline mid-handler: answer, then go.
-                with anyio.CancelScope(shield=True):
-                    await self.reply(envelope, RequestError(RequestFailure.STOPPED, self.address))
-                    self.mailbox.push_front(batch[i + 1 :])
-                raise
-            except Reject as exc:
-                self.stats.handled += 1
-                self.stats.app_errors += 1
-                await self.reply(envelope, RequestError(RequestFailure.APP_ERROR, str(exc)))
-                continue
-            except Exception as exc:  # noqa: BLE001 - a native handler's bug is its crash
-                self.stats.handled += 1
-                crash = Crash(CrashKind.HOST_FAULT, f"{type(exc).__name__}: {exc}")
-                self.mailbox.push_front(batch[i + 1 :])
-                await self.crashed(envelope, crash)
-                return
-            self.stats.handled += 1
-            self.stats.latencies.append(time.perf_counter() - start)
-            await self.reply(envelope, reply or b"")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import anyio
 import msgspec
 
-from ..messaging import Envelope
+from ..messaging import DeliveryFailure, Envelope
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -24,21 +24,9 @@ __all__ = ["ActorStats", "DeadLetter", "DeadLetterReason", "Event", "EventKind",
 T = TypeVar("T")
 
 
-class DeadLetterReason(enum.StrEnum):
-    """Why a message was not (or could not be) handled."""
-
-    UNKNOWN_RECIPIENT = "unknown-recipient"
-    STOPPED = "stopped"
-    MAILBOX_FULL = "mailbox-full"
-    #: The message's handler crashed; the message is not retried.
-    CRASHED_HANDLER = "crashed-handler"
-    #: A reply arrived after its request had timed out, or for no request.
-    UNEXPECTED_REPLY = "unexpected-reply"
-    #: The payload exceeds the recipient's ``max_payload``.
-    PAYLOAD_TOO_LARGE = "payload-too-large"
-    #: A sender or header the recipient cannot take: not valid Unicode, or
-    #: over its ``max_metadata`` / ``max_headers``.
-    INVALID_MESSAGE = "invalid-message"
+#: Why a message was not (or could not be) handled: the messaging layer's one
+#: failure enum, under the name the actor layer has always used.
+DeadLetterReason = DeliveryFailure
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -51,10 +39,20 @@ class DeadLetter(msgspec.Struct, frozen=True):
 
 
 class EventKind(enum.StrEnum):
+    """What happened to an actor or supervisor."""
+
+    #: Spawned and running.
     STARTED = "started"
+    #: A handler crashed; the incarnation ended (the message is a dead letter).
     CRASHED = "crashed"
+    #: Stopped by its supervisor, mailbox kept: the stop half of a restart of
+    #: a sibling (one-for-all, rest-for-one), or its supervisor gave up.
+    HALTED = "halted"
+    #: A new incarnation started (after a crash, a halt, or a normal exit of a permanent child).
     RESTARTED = "restarted"
+    #: A supervisor exceeded its restart intensity.
     GAVE_UP = "gave-up"
+    #: Stopped for good: removed from the tree, queued messages accounted for.
     STOPPED = "stopped"
 
 
@@ -67,6 +65,8 @@ class Event(msgspec.Struct, frozen=True):
     detail: str = ""
     #: For crashes: the wasm backtrace.
     backtrace: tuple[str, ...] = ()
+    #: When it happened (``time.time()``, seconds since the epoch).
+    time: float = 0.0
 
 
 class ActorStats(msgspec.Struct, frozen=True):

@@ -2,7 +2,7 @@
 payload codecs."""
 
 from ._codec import Codec
-from ._envelope import Envelope, Kind, decode_envelope, encode_envelope
+from ._envelope import Callback, Envelope, Kind, Reply, Request, Tell, decode_envelope, encode_envelope
 from ._errors import MessagingError, PayloadDecodeError, PayloadEncodeError
 from ._transport import (
     DeliveryFailure,
@@ -16,6 +16,7 @@ from ._transport import (
 )
 
 __all__ = [
+    "Callback",
     "Codec",
     "DeliveryFailure",
     "Endpoint",
@@ -27,6 +28,9 @@ __all__ = [
     "PayloadDecodeError",
     "PayloadEncodeError",
     "Registry",
+    "Reply",
+    "Request",
+    "Tell",
     "Transport",
     "check_name",
     "child_address",

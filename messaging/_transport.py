@@ -51,11 +51,25 @@ def child_address(parent: str | None, name: str) -> str:
 
 
 class DeliveryFailure(enum.StrEnum):
-    """Why an envelope was not delivered (it becomes a dead letter)."""
+    """Why a message was not delivered or not handled: the one reason every
+    dead letter carries (the actor layer calls it ``DeadLetterReason``).
+    Endpoints and transports return the first three."""
 
+    #: No endpoint has the address.
     UNKNOWN_RECIPIENT = "unknown-recipient"
+    #: The recipient stopped (or is stopping) before handling it.
     STOPPED = "stopped"
+    #: The recipient's mailbox stayed full past the sender's wait.
     MAILBOX_FULL = "mailbox-full"
+    #: The message's handler crashed; the message is not retried.
+    CRASHED_HANDLER = "crashed-handler"
+    #: A reply arrived after its request had timed out, or for no request.
+    UNEXPECTED_REPLY = "unexpected-reply"
+    #: The payload exceeds the recipient's ``max_payload``.
+    PAYLOAD_TOO_LARGE = "payload-too-large"
+    #: A sender or header the recipient cannot take: not valid Unicode, or
+    #: over its ``max_metadata`` / ``max_headers``.
+    INVALID_MESSAGE = "invalid-message"
 
 
 class Endpoint(Protocol):

@@ -19,6 +19,7 @@ from ._errors import (
     InstanceBusyError,
     InstanceClosedError,
     InstantiationError,
+    InvalidMessageError,
     PayloadTooLargeError,
     StorageError,
 )
@@ -227,6 +228,8 @@ class Instance:
 
     def handle_callback(self, request_id: int, outcome: bytes | RequestError) -> CallResult:
         """Deliver the outcome of the guest's earlier ``request`` with ``request_id``."""
+        if not isinstance(outcome, RequestError) and type(outcome) is not bytes:
+            raise InvalidMessageError(f"a reply is bytes, not {type(outcome).__name__}")
         if not isinstance(outcome, RequestError) and len(outcome) > self.limits.max_payload:
             raise PayloadTooLargeError(
                 f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"

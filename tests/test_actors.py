@@ -87,7 +87,7 @@ async def test_ask_errors_are_precise(system: ActorSystem, wat: Mapping[str, Com
 
 
 async def test_ask_timeout(system: ActorSystem) -> None:
-    """No reply in time raises AskTimeoutError; the late reply becomes a dead letter."""
+    """No reply in time raises AskTimeoutError; the late reply becomes an unexpected-reply dead letter."""
     gate = Gate()
     ref = await system.spawn_native("gate", gate)
     async with system.dead_letters() as dead:
@@ -96,7 +96,7 @@ async def test_ask_timeout(system: ActorSystem) -> None:
         gate.open.set()
         with anyio.fail_after(5):
             letter = await dead.receive()
-    assert letter.reason is DeadLetterReason.UNKNOWN_RECIPIENT
+    assert letter.reason is DeadLetterReason.UNEXPECTED_REPLY
     assert letter.envelope.payload == b"seen slow"
 
 

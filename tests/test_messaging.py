@@ -1,11 +1,25 @@
-"""Typed payload codecs."""
+"""Envelopes (a tagged union on the wire), the failure enum, and typed payload codecs."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from wasmactors.messaging import Codec, PayloadDecodeError
+from wasmactors.actors import DeadLetterReason
+from wasmactors.messaging import (
+    Callback,
+    Codec,
+    DeliveryFailure,
+    Envelope,
+    Kind,
+    PayloadDecodeError,
+    Reply,
+    Request,
+    Tell,
+    decode_envelope,
+    encode_envelope,
+)
+from wasmactors.runtime import RequestError, RequestFailure
 
 
 class Add(msgspec.Struct, tag=True):
@@ -45,3 +59,24 @@ def test_unknown_format_is_rejected() -> None:
     """Only json and msgpack are offered."""
     with pytest.raises(ValueError, match="unknown payload format"):
         Codec(Add, format="xml")  # type: ignore[arg-type]
+
+
+def test_envelopes_are_a_tagged_union_on_the_wire() -> None:
+    """Each kind of envelope round-trips through msgpack as itself, with the fields its kind requires."""
+    envelopes: list[Envelope] = [
+        Tell(recipient="a", payload=b"x", headers=(("h", "v"),)),
+        Request(recipient="a", payload=b"q", sender="$ask/1", correlation_id=1),
+        Reply(recipient="$ask/1", sender="a", correlation_id=1, payload=b"r"),
+        Callback(recipient="b", correlation_id=2, error=RequestError(RequestFailure.TIMEOUT)),
+    ]
+    for envelope in envelopes:
+        assert decode_envelope(encode_envelope(envelope)) == envelope
+    assert [e.kind for e in envelopes] == [Kind.TELL, Kind.REQUEST, Kind.REPLY, Kind.CALLBACK]
+    with pytest.raises(TypeError, match="correlation_id"):
+        Request(recipient="a", sender="b")  # type: ignore[call-arg]
+
+
+def test_one_failure_enum_for_every_dead_letter() -> None:
+    """The actor layer's dead-letter reasons are the messaging layer's delivery failures."""
+    assert DeadLetterReason is DeliveryFailure
+    assert {r.value for r in DeliveryFailure} >= {"unknown-recipient", "stopped", "crashed-handler"}

@@ -37,13 +37,14 @@ def test_runtime_public_names() -> None:
 def test_messaging_and_actors_public_names() -> None:
     """The other layers export exactly their documented API."""
     assert sorted(wasmactors.messaging.__all__) == [
-        "Codec", "DeliveryFailure", "Endpoint", "Envelope", "InProcessTransport", "Kind", "MessagingError",
-        "NameTakenError", "PayloadDecodeError", "PayloadEncodeError", "Registry", "Transport", "check_name",
-        "child_address", "decode_envelope", "encode_envelope",
+        "Callback", "Codec", "DeliveryFailure", "Endpoint", "Envelope", "InProcessTransport", "Kind",
+        "MessagingError", "NameTakenError", "PayloadDecodeError", "PayloadEncodeError", "Registry", "Reply",
+        "Request", "Tell", "Transport", "check_name", "child_address", "decode_envelope", "encode_envelope",
     ]  # fmt: skip
     assert sorted(wasmactors.actors.__all__) == [
         "ActorAppError", "ActorCrashedError", "ActorError", "ActorRef", "ActorStats", "ActorStoppedError",
-        "ActorSystem", "AskTimeoutError", "Backoff", "DeadLetter", "DeadLetterReason", "Event", "EventKind",
+        "ActorSystem", "AskTimeoutError", "BRUTAL_KILL", "Backoff", "DeadLetter", "DeadLetterReason", "Event",
+        "EventKind",
         "MailboxFullError", "NativeActor", "NativeContext", "NativeSource", "ONE_FOR_ALL", "ONE_FOR_ONE",
         "PERMANENT", "REST_FOR_ONE", "Reject", "RestartType", "Strategy", "Supervisor", "SystemFailedError",
         "TEMPORARY", "TRANSIENT", "Topology", "TopologyError", "TypedRef", "UnknownActorError",

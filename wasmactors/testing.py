@@ -153,7 +153,7 @@ class ActorTestKit:
 
     @property
     def events(self) -> list[Event]:
-        """Every lifecycle event so far (started, crashed, restarted, gave-up, stopped)."""
+        """Every lifecycle event so far (started, crashed, halted, restarted, gave-up, stopped)."""
         self._drain_events()
         return list(self._events)
 
