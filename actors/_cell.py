@@ -257,11 +257,11 @@ class Cell:
         """Account for the message that crashed its handler; the incarnation ends."""
         self.stats.crashes[crash.kind.value] += 1
         self.env.dead_letter(envelope, DeadLetterReason.CRASHED_HANDLER, crash.kind.value)
-        self.reply(envelope, RequestError(RequestFailure.CRASHED, crash.kind.value))
+        self.reply(envelope, RequestError(RequestFailure.CRASHED, crash.kind.value, crash.message))
         log.warning(
             "%s crashed (%s): %s", self.address, crash.kind, crash.message, extra={"actor": self.address}
         )
-        self.env.emit(EventKind.CRASHED, self.address, crash.kind.value, crash.backtrace)
+        self.env.emit(EventKind.CRASHED, self.address, crash.kind.value, crash.backtrace, crash.message)
         return Exit(ExitKind.CRASHED, crash.kind.value)
 
     async def wait_idle(self) -> None:

@@ -67,6 +67,8 @@ class Event(msgspec.Struct, frozen=True):
     backtrace: tuple[str, ...] = ()
     #: When it happened (``time.time()``, seconds since the epoch).
     time: float = 0.0
+    #: For crashes: why (the guest's own last error line when it printed one).
+    message: str = ""
 
 
 class ActorStats(msgspec.Struct, frozen=True):

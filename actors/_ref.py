@@ -242,7 +242,7 @@ def _error_for(address: str, error: RequestError) -> Exception:
     if reason is RequestFailure.APP_ERROR:
         return ActorAppError(address, error.detail)
     if reason is RequestFailure.CRASHED:
-        return ActorCrashedError(address, error.detail)
+        return ActorCrashedError(address, error.detail, error.message)
     if reason is RequestFailure.UNKNOWN_RECIPIENT:
         return UnknownActorError(f"no actor at {address!r}")
     if reason is RequestFailure.TIMEOUT:

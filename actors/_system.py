@@ -333,8 +333,15 @@ class ActorSystem:
         self._dead.publish(DeadLetter(envelope, reason, detail))
         log.debug("dead letter to %s (%s): %s", envelope.recipient, reason, detail)
 
-    def _emit(self, kind: EventKind, address: str, detail: str = "", backtrace: tuple[str, ...] = ()) -> None:
-        self._events.publish(Event(kind, address, detail, backtrace, time.time()))
+    def _emit(
+        self,
+        kind: EventKind,
+        address: str,
+        detail: str = "",
+        backtrace: tuple[str, ...] = (),
+        message: str = "",
+    ) -> None:
+        self._events.publish(Event(kind, address, detail, backtrace, time.time(), message))
         log.info("%s %s%s", address, kind, f": {detail}" if detail else "", extra={"actor": address})
 
     @asynccontextmanager

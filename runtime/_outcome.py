@@ -123,3 +123,6 @@ class RequestError(msgspec.Struct, frozen=True):
     reason: RequestFailure
     #: The app error's message, the crash kind, or the address; empty for timeout.
     detail: str = ""
+    #: For a crash: why, as the host saw it (the guest's own last error line
+    #: when it printed one). Host askers get it; guests get ``detail`` only.
+    message: str = ""

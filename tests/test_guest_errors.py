@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING
+
+import anyio
+import pytest
 
 from tests.guests import python_guest
 from wasmactors._cli import main
-from wasmactors.runtime import Component, Crash, CrashKind, HostContext, Instance
+from wasmactors.actors import ActorCrashedError, ActorSystem, EventKind
+from wasmactors.runtime import Component, Crash, CrashKind, HostContext, Instance, MemoryStorage
 
-from .conftest import CACHE, LIMITS
-
-if TYPE_CHECKING:
-    import pytest
+from .conftest import CACHE, LIMITS, PY
 
 
 def test_a_python_exception_is_the_crash_message(
@@ -39,3 +39,22 @@ def test_call_shows_the_guest_error_line(monkeypatch: pytest.MonkeyPatch) -> Non
     assert code == 4
     assert err.getvalue().startswith("wasmactors: crashed: trap: RuntimeError: the guest raised (")
     assert "crash      trap: RuntimeError: the guest raised" in out.getvalue()
+
+
+@pytest.mark.anyio
+async def test_an_actor_crash_says_why_to_the_asker_and_in_its_event(kitchen: Component) -> None:
+    """ActorCrashedError and the crashed event carry the guest's own error line, on both backends."""
+    system = ActorSystem(engine=kitchen.engine, storage=MemoryStorage())
+    async with system, system.events() as events:
+        ref = await system.spawn("raiser", kitchen, limits=PY)
+        with pytest.raises(
+            ActorCrashedError, match=r"crashed \(trap\): RuntimeError: the guest raised"
+        ) as info:
+            await ref.ask(b"raise", timeout=10)
+        assert info.value.kind is CrashKind.TRAP
+        with anyio.fail_after(10):
+            async for event in events:
+                if event.kind is EventKind.CRASHED:
+                    break
+    assert event.detail == "trap"
+    assert event.message.startswith("RuntimeError: the guest raised")
