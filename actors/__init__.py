@@ -17,7 +17,7 @@ from ._observe import ActorStats, DeadLetter, DeadLetterReason, Event, EventKind
 from ._ref import ActorRef, TypedRef
 from ._supervisor import BRUTAL_KILL, ONE_FOR_ALL, ONE_FOR_ONE, REST_FOR_ONE, Backoff, Strategy, Supervisor
 from ._system import ActorSystem
-from ._topology import Topology, TopologyError
+from ._topology import InitialMessage, Topology, TopologyError
 
 PERMANENT = RestartType.PERMANENT
 TRANSIENT = RestartType.TRANSIENT
@@ -44,6 +44,7 @@ __all__ = [
     "DeadLetterReason",
     "Event",
     "EventKind",
+    "InitialMessage",
     "MailboxFullError",
     "NativeActor",
     "NativeContext",

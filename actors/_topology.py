@@ -45,10 +45,12 @@ from ._errors import ActorError
 from ._supervisor import Backoff, Strategy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._supervisor import Supervisor
     from ._system import ActorSystem
 
-__all__ = ["Topology", "TopologyError"]
+__all__ = ["InitialMessage", "Topology", "TopologyError"]
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -100,9 +102,24 @@ class _File(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     message: list[_Message] = []
 
 
-class _Message(msgspec.Struct, forbid_unknown_fields=True):
+class _Message(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     to: str
     payload: str
+    ask: bool = False
+    timeout_ms: Annotated[int, msgspec.Meta(gt=0)] = 5000
+
+
+@dataclasses.dataclass(frozen=True)
+class InitialMessage:
+    """A message a topology sends once its tree is up."""
+
+    #: The recipient's address.
+    to: str
+    payload: bytes
+    #: Sent as a request whose answer is reported (``ask = true``), else a tell.
+    ask: bool = False
+    #: How long an ask waits for its answer, in seconds.
+    timeout: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +153,8 @@ class Topology:
     max_restarts: int
     within: float
     children: tuple[ActorNode | SupervisorNode, ...]
-    #: (address, payload) pairs sent once the tree is up, in order.
-    messages: tuple[tuple[str, bytes], ...]
+    #: Sent once the tree is up, in order.
+    messages: tuple[InitialMessage, ...]
 
     @classmethod
     def load(cls, path: str | Path) -> Topology:
@@ -158,7 +175,9 @@ class Topology:
                     f"{path}: key `message[{i}].to`: no actor {message.to!r} in this topology "
                     f"(actors: {known})"
                 )
-            messages.append((message.to, message.payload.encode()))
+            messages.append(
+                InitialMessage(message.to, message.payload.encode(), message.ask, message.timeout_ms / 1000)
+            )
         return cls(
             source=path,
             strategy=Strategy(data.strategy),
@@ -183,15 +202,33 @@ class Topology:
         walk(self.children, None)
         return out
 
-    async def start(self, system: ActorSystem, *, messages: bool = True) -> None:
+    async def start(
+        self,
+        system: ActorSystem,
+        *,
+        messages: bool = True,
+        on_answer: Callable[[InitialMessage, bytes | Exception], None] | None = None,
+    ) -> None:
         """Spawn the tree under ``system``'s root, in file order, then send the
-        initial messages (unless ``messages=False``). The root's strategy and
-        intensity come from the file."""
+        initial messages (unless ``messages=False``). An ``ask`` message waits
+        for its answer, or the error that took its place (``ActorAppError``,
+        ``ActorCrashedError``, ``AskTimeoutError``...), and hands it to
+        ``on_answer``. The root's strategy and intensity come from the file."""
         root = system.root
         root.strategy, root.max_restarts, root.within = self.strategy, self.max_restarts, self.within
         await _spawn(root, self.children)
-        for to, payload in self.messages if messages else ():
-            await system.ref(to).tell(payload)
+        for message in self.messages if messages else ():
+            ref = system.ref(message.to)
+            if not message.ask:
+                await ref.tell(message.payload)
+                continue
+            answer: bytes | Exception
+            try:
+                answer = await ref.ask(message.payload, timeout=message.timeout)
+            except ActorError as exc:
+                answer = exc
+            if on_answer is not None:
+                on_answer(message, answer)
 
 
 async def _spawn(parent: Supervisor, nodes: tuple[ActorNode | SupervisorNode, ...]) -> None:

@@ -44,7 +44,7 @@ def test_messaging_and_actors_public_names() -> None:
     assert sorted(wasmactors.actors.__all__) == [
         "ActorAppError", "ActorCrashedError", "ActorError", "ActorRef", "ActorStats", "ActorStoppedError",
         "ActorSystem", "AskTimeoutError", "BRUTAL_KILL", "Backoff", "DeadLetter", "DeadLetterReason", "Event",
-        "EventKind",
+        "EventKind", "InitialMessage",
         "MailboxFullError", "NativeActor", "NativeContext", "NativeSource", "ONE_FOR_ALL", "ONE_FOR_ONE",
         "PERMANENT", "REST_FOR_ONE", "Reject", "RestartType", "Strategy", "Supervisor", "SystemFailedError",
         "TEMPORARY", "TRANSIENT", "Topology", "TopologyError", "TypedRef", "UnknownActorError",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING
 
 import pytest
 
-from wasmactors.actors import ONE_FOR_ALL, Topology, TopologyError
+from wasmactors._cli import main
+from wasmactors.actors import ONE_FOR_ALL, ActorAppError, Topology, TopologyError
 from wasmactors.testing import open_test_system
 
 from .guests import ROOT, python_guest
@@ -125,3 +127,38 @@ def test_mistakes_name_the_file_and_the_key(tmp_path: Path, change: tuple[str, s
 def test_an_unreadable_file_is_a_topology_error(tmp_path: Path) -> None:
     with pytest.raises(TopologyError, match="cannot read topology"):
         Topology.load(tmp_path / "missing.toml")
+
+
+@pytest.mark.anyio
+async def test_ask_messages_report_their_answers(engine: Engine, tmp_path: Path) -> None:
+    """A `[[message]]` with `ask = true` waits for its answer, or the error in its place, in file order."""
+    text = tree(tmp_path) + (
+        '\n[[message]]\nto = "workers/counter"\npayload = "get"\nask = true\n'
+        '\n[[message]]\nto = "workers/kitchen"\npayload = "err nope"\nask = true\ntimeout-ms = 3000\n'
+    )
+    topology = Topology.load(write(tmp_path, text))
+    assert [(m.ask, m.timeout) for m in topology.messages] == [
+        (False, 5.0),
+        (False, 5.0),
+        (True, 5.0),
+        (True, 3.0),
+    ]
+    answers: list[tuple[str, bytes | Exception]] = []
+    async with open_test_system(engine=engine) as kit:
+        await topology.start(kit.system, on_answer=lambda m, a: answers.append((m.to, a)))
+    assert answers[0] == ("workers/counter", b"7")
+    to, error = answers[1]
+    assert to == "workers/kitchen"
+    assert isinstance(error, ActorAppError)
+    assert "nope" in str(error)
+
+
+def test_run_prints_the_answers_of_ask_messages(tmp_path: Path) -> None:
+    """`wasmactors run` says each ask message's answer as it comes."""
+    text = tree(tmp_path) + '\n[[message]]\nto = "echo"\npayload = "hello there"\nask = true\n'
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["run", str(write(tmp_path, text)), "--storage", ":memory:", "--idle", "0.2"], out=out, err=err
+    )
+    assert code == 0, err.getvalue()
+    assert "answer from echo: hello there" in err.getvalue()

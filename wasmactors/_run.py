@@ -7,11 +7,12 @@ import math
 import signal
 import sys
 import time
+from functools import partial
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
-from .actors import ActorStats, ActorSystem, EventKind, SystemFailedError, Topology
+from .actors import ActorStats, ActorSystem, EventKind, InitialMessage, SystemFailedError, Topology
 from .actors._topology import ActorNode, SupervisorNode
 from .runtime import Engine, Manifest, MemoryStorage
 
@@ -83,7 +84,7 @@ async def run_topology(
             done = anyio.Event()
             tg.start_soon(_watch_signals, done, report)
             start = time.perf_counter()
-            await topology.start(system)
+            await topology.start(system, on_answer=partial(_print_answer, err))
             print(
                 f"started {len(topology.actors())} actors, sent {len(topology.messages)} messages",
                 file=err,
@@ -104,6 +105,16 @@ async def run_topology(
     report.stats.update(system.stopped_stats)
     report.dead_letters = dict(system.dead_letter_counts)
     return report
+
+
+def _print_answer(err: TextIO, message: InitialMessage, answer: bytes | Exception) -> None:
+    """An ``ask`` message's answer, as the run goes."""
+    if isinstance(answer, bytes):
+        text = answer.decode("latin-1")
+        shown = text if len(text) <= 200 else f"{text[:200]}... ({len(answer)} bytes)"
+        print(f"answer from {message.to}: {shown}", file=err)
+    else:
+        print(f"no answer from {message.to}: {answer}", file=err)
 
 
 async def _wait_quiet(system: ActorSystem, idle: float, done: anyio.Event, report: RunReport) -> None:
