@@ -164,8 +164,9 @@ async def test_fair_turns_let_other_actors_be_served(
             start = anyio.current_time()
             assert await echo.ask(b"me too", timeout=5) == b"me too"
             waited = anyio.current_time() - start
-    # One turn of 30 calls would take 0.9 s; a fair turn ends after one 30 ms call.
-    assert waited < 0.3
+    # One turn of 30 calls would take 0.9 s; a fair turn ends after one 30 ms call
+    # (the bound leaves room for a loaded machine, still well under a whole turn).
+    assert waited < 0.6
 
 
 async def test_a_factory_that_fails_at_restart_counts_as_a_failed_restart(system: ActorSystem) -> None:
