@@ -302,6 +302,20 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
                 rows,
             )
         )
+        if "actor_ms" in tmo:
+            rows = [
+                [name, *(f"{row[k]:.1f}" for k in ("p50", "p99", "max"))]
+                for name, row in tmo["actor_ms"].items()
+            ]
+            tables.append(
+                (
+                    "Timeout accuracy through an actor: ask to an endless loop with a "
+                    f"{tmo['timeout_ms']:g} ms timeout until ActorCrashedError (ms; POSIX-timer ticker, "
+                    "a restart between asks)",
+                    ["backend, load", "p50", "p99", "max"],
+                    rows,
+                )
+            )
     return tables
 
 

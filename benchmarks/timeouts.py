@@ -16,8 +16,11 @@ import threading
 import time
 from typing import Any
 
+import anyio
+
 from tests.guests import wat_guest
-from wasmactors.runtime import Engine, Instance, Limits, MiB
+from wasmactors.actors import ActorCrashedError, ActorSystem
+from wasmactors.runtime import Engine, Instance, Limits, MemoryStorage, MiB
 from wasmactors.runtime._ticker import EpochTicker
 
 TIMEOUT = 0.05
@@ -60,6 +63,48 @@ def _row(samples: tuple[list[float], list[float]], tick_ms: float) -> dict[str, 
     }
 
 
+async def _asks(engine: Engine, calls: int) -> list[float]:
+    """Ask an endless-loop actor ``calls`` times: how long until each ask
+    learns of the timeout crash (the supervisor restarts it in between)."""
+    component = engine.load(wat_guest("infinite_loop"), name="infinite_loop")
+    limits = Limits(memory=4 * MiB, fuel=10**15, timeout=TIMEOUT)
+    waited = []
+    async with ActorSystem(
+        engine=engine, storage=MemoryStorage(), max_restarts=10 * calls, within=3600
+    ) as system:
+        ref = await system.spawn("spin", component, limits=limits)
+        for _ in range(calls):
+            start = time.perf_counter()
+            try:
+                await ref.ask(b"", timeout=60)
+            except ActorCrashedError:
+                waited.append((time.perf_counter() - start) * 1e3)
+    return waited
+
+
+def _actor_rows(engine: Engine, calls: int, hogs: int) -> dict[str, dict[str, float]]:
+    rows = {}
+    for backend in ("asyncio", "trio"):
+        for load in (0, hogs):
+            stop = threading.Event()
+            threads = [threading.Thread(target=_hog, args=(stop,)) for _ in range(load)]
+            for t in threads:
+                t.start()
+            try:
+                waited = sorted(anyio.run(_asks, engine, calls, backend=backend))
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
+            name = f"{backend}, " + (f"{load} threads holding the GIL" if load else "idle")
+            rows[name] = {
+                "p50": _percentile(waited, 0.5),
+                "p99": _percentile(waited, 0.99),
+                "max": waited[-1],
+            }
+    return rows
+
+
 def run(*, quick: bool) -> dict[str, Any]:
     calls, hogs = (5, 2) if quick else (200, 3)
     rows: dict[str, dict[str, float]] = {}
@@ -79,4 +124,6 @@ def run(*, quick: bool) -> dict[str, Any]:
                 stop.set()
                 for t in threads:
                     t.join()
-    return {"timeout_ms": TIMEOUT * 1e3, "calls": calls, "ms": rows}
+    with Engine(cache_dir=None) as engine:
+        actor_rows = _actor_rows(engine, calls // 2 or 1, hogs)
+    return {"timeout_ms": TIMEOUT * 1e3, "calls": calls, "ms": rows, "actor_ms": actor_rows}
