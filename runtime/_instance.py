@@ -228,12 +228,13 @@ class Instance:
 
     def handle_callback(self, request_id: int, outcome: bytes | RequestError) -> CallResult:
         """Deliver the outcome of the guest's earlier ``request`` with ``request_id``."""
-        if not isinstance(outcome, RequestError) and type(outcome) is not bytes:
-            raise InvalidMessageError(f"a reply is bytes, not {type(outcome).__name__}")
-        if not isinstance(outcome, RequestError) and len(outcome) > self.limits.max_payload:
-            raise PayloadTooLargeError(
-                f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"
-            )
+        if not isinstance(outcome, RequestError):
+            if type(outcome) is not bytes:
+                raise InvalidMessageError(f"a reply is bytes, not {type(outcome).__name__}")
+            if len(outcome) > self.limits.max_payload:
+                raise PayloadTooLargeError(
+                    f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"
+                )
         if not self._lock.acquire(blocking=False):
             raise InstanceBusyError
         try:
@@ -378,11 +379,12 @@ class Instance:
     @staticmethod
     def _app_error(record_addr: int) -> AppError:
         # record app-error { message: string }: one entry; its value follows the name.
-        entries = abi.read_pointer(record_addr, abi.OF + 8)
-        raw = abi.read_string(entries + 16)
-        if len(raw) > _MAX_ERROR:  # it travels to askers, dead letters and logs: keep it short
-            return AppError(raw[:_MAX_ERROR].decode(errors="ignore") + f"... ({len(raw)} bytes)")
-        return AppError(raw.decode())
+        message = abi.read_pointer(record_addr, abi.OF + 8) + 16
+        size = abi.string_size(message)
+        if size > _MAX_ERROR:  # it travels to askers, dead letters and logs: read only what is kept
+            cut = abi.read_string(message, _MAX_ERROR).decode(errors="ignore")
+            return AppError(f"{cut}... ({size} bytes)")
+        return AppError(abi.read_string(message).decode())
 
     # -- lifetime -------------------------------------------------------------
 
