@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ._host import RECORD_OVERHEAD
+
 __all__ = ["GuestOutput"]
 
 _MAX_LINE = 8192
-_LINE_OVERHEAD = 64  # as RECORD_OVERHEAD in _host
 _TAIL = 4096
 
 
@@ -55,7 +56,7 @@ class GuestOutput:
                 rest = b""
             self._partial[stream] = rest
             for line in lines:
-                cost = len(line) + _LINE_OVERHEAD  # empty lines are not free
+                cost = len(line) + RECORD_OVERHEAD  # empty lines are not free
                 if self.budget is not None and self._logged + cost > self.budget:
                     if not self._dropping:
                         self._dropping = True

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.guests import ROOT, python_guest, wat_guest
-from wasmactors.runtime import Component, Engine, Limits, MiB
+from wasmactors.actors import ActorSystem
+from wasmactors.runtime import Component, Engine, Limits, MemoryStorage, MiB
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 #: Compiled artifacts survive between runs of the suite (build/ is ignored by git).
@@ -51,6 +52,14 @@ def kitchen(engine: Engine) -> Component:
 @pytest.fixture(scope="session")
 def counter(engine: Engine) -> Component:
     return engine.load(python_guest("counter"))
+
+
+@pytest.fixture
+async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
+    """An actor system with in-memory storage and a short shutdown; test
+    modules that need other settings define their own."""
+    async with ActorSystem(engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5) as sys:
+        yield sys
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ import pytest
 from tests.guests import wat_guest
 from tests.guests.hostile import calling_guest
 from wasmactors.actors import ActorAppError, ActorSystem, NativeContext
-from wasmactors.runtime import Engine, Limits, MemoryStorage, MiB
+from wasmactors.runtime import Engine, Limits, MiB
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from wasmactors.messaging import Envelope
 
 pytestmark = pytest.mark.anyio
@@ -34,12 +32,6 @@ _SPAMMER = """(data (i32.const 300) "echo") (data (i32.const 320) "spammer")
     (br_if $l (i32.lt_u (local.get $i) (i32.const 500))))
   (call $messaging.send (i32.const 320) (i32.const 7) (i32.const 330) (i32.const 1) (i32.const 400))
   (call $reply_none))"""
-
-
-@pytest.fixture
-async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5) as sys:
-        yield sys
 
 
 async def test_answered_requests_cost_no_timer(system: ActorSystem, engine: Engine) -> None:

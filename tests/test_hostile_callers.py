@@ -13,13 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.guests import wat_guest
-from wasmactors.actors import ActorSystem
 from wasmactors.runtime import (
     Engine,
     Instance,
     InvalidMessageError,
     Limits,
-    MemoryStorage,
     MiB,
     PayloadTooLargeError,
     encode_metadata,
@@ -28,9 +26,7 @@ from wasmactors.runtime import (
 from .conftest import WAT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from wasmactors.actors import ActorRef
+    from wasmactors.actors import ActorRef, ActorSystem
 
 pytestmark = pytest.mark.anyio
 
@@ -61,12 +57,6 @@ BAD_CALLS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
         "sender is not valid Unicode",
     ),
 ]
-
-
-@pytest.fixture
-async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5) as sys:
-        yield sys
 
 
 async def _still_serves(ref: ActorRef) -> None:

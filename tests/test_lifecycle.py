@@ -26,19 +26,13 @@ from .conftest import PY, WAT
 from .support import Recorder
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import Mapping
 
     from anyio.streams.memory import MemoryObjectReceiveStream
 
     from wasmactors.actors import Event
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5) as sys:
-        yield sys
 
 
 async def next_event(events: MemoryObjectReceiveStream[Event], kinds: set[EventKind], address: str) -> Event:
