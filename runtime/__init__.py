@@ -43,9 +43,10 @@ from ._outcome import (
     RequestFailure,
     Success,
 )
-from ._storage import MemoryStorage, SQLiteStorage, StorageBackend, Transaction
+from ._storage import ROW_OVERHEAD, MemoryStorage, SQLiteStorage, StorageBackend, Transaction, row_size
 
 __all__ = [
+    "ROW_OVERHEAD",
     "AppError",
     "CallResult",
     "CompileError",
@@ -90,4 +91,5 @@ __all__ = [
     "default_cache_dir",
     "encode_metadata",
     "parse_size",
+    "row_size",
 ]

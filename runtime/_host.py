@@ -31,7 +31,7 @@ from wasmtime import component
 from . import _abi as abi
 from ._errors import StorageError
 from ._outcome import Outgoing
-from ._storage import StorageBackend, Transaction
+from ._storage import ROW_OVERHEAD, StorageBackend, Transaction
 
 if TYPE_CHECKING:
     from ._limits import Limits
@@ -46,7 +46,7 @@ MAX_ADDRESS = 255
 MAX_KEY = 1024
 #: What a log record, an output line or a stored row costs a call's budget
 #: on top of its bytes: the host's own bookkeeping for it is not free.
-RECORD_OVERHEAD = 64
+RECORD_OVERHEAD = ROW_OVERHEAD
 
 _LEVELS = {
     b"trace": 5,
@@ -349,7 +349,13 @@ def _set(s: CallState, args: int, key: str) -> abi.Spec:
     over = _charge(s, len(key.encode()) + len(value))
     if over is not None:
         return over
-    s.transaction().set(key, value)
+    txn = s.transaction()
+    # The actor's whole state is bounded too, not only one call's writes; a
+    # write that does not grow it (an overwrite with less) is always allowed.
+    after = txn.usage_after(key, len(value))
+    if after > s.limits.max_stored_bytes and after > txn.usage():
+        return _err("quota-exceeded", f"the actor may keep {s.limits.max_stored_bytes} bytes in storage")
+    txn.set(key, value)
     return ("ok", None)
 
 

@@ -65,6 +65,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     #: Bytes (keys and values) one handler call may write to storage;
     #: ``None``: the memory limit.
     max_storage_bytes: int | None = None
+    #: Bytes the actor may keep in storage in total, across calls and
+    #: restarts: each row's key and value plus 64 bytes.
+    max_stored_bytes: int = 64 * MiB
     #: Bytes of the sender address and headers of a message into a call.
     max_metadata: int = 64 * KiB
     #: Headers of a message into a call.
@@ -96,6 +99,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
             "fuel",
             "max_payload",
             "max_outbox",
+            "max_stored_bytes",
             "max_metadata",
             "max_headers",
             "max_log_record",
@@ -199,6 +203,7 @@ class _ManifestLimits(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
     max_outbox: Positive = 1024
     max_outbox_bytes: int | str | None = None
     max_storage_bytes: int | str | None = None
+    max_stored_bytes: int | str = 64 * MiB
     max_metadata: int | str = 64 * KiB
     max_headers: Positive = 64
     max_log_record: int | str = 4 * KiB
@@ -300,6 +305,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
                 max_storage_bytes=None
                 if lim.max_storage_bytes is None
                 else parse_size(lim.max_storage_bytes),
+                max_stored_bytes=parse_size(lim.max_stored_bytes),
                 max_metadata=parse_size(lim.max_metadata),
                 max_headers=lim.max_headers,
                 max_log_record=parse_size(lim.max_log_record),

@@ -1,10 +1,17 @@
 """Per-actor key-value storage: backends and the per-call transaction.
 
-A backend only needs three operations on a namespace (the actor address):
-read a key, list keys by prefix, and apply a batch of writes atomically.
-Each handler call gets a :class:`Transaction` that buffers its writes,
-serves its own reads from the buffer first, and is applied as one batch when
-the call returns, or dropped when it crashes.
+A backend needs five operations on a namespace (the actor address): read a
+key, the size of a key's value, list keys by prefix, the bytes the
+namespace holds, and apply a batch of writes atomically. Each handler call
+gets a :class:`Transaction` that buffers its writes, serves its own reads
+from the buffer first, tracks what the namespace will hold once they are
+applied (so a guest's total state can be bounded, not only one call's
+writes), and is applied as one batch when the call returns, or dropped when
+it crashes.
+
+What a namespace holds is counted as :func:`row_size` of each row: the key's
+UTF-8 bytes, the value's bytes and ``ROW_OVERHEAD``, so a million empty rows
+are not free.
 """
 
 from __future__ import annotations
@@ -20,10 +27,19 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
 
-__all__ = ["MemoryStorage", "SQLiteStorage", "StorageBackend", "Transaction"]
+__all__ = ["ROW_OVERHEAD", "MemoryStorage", "SQLiteStorage", "StorageBackend", "Transaction", "row_size"]
 
 #: A write: the new value, or ``None`` to delete the key.
 Write = bytes | None
+
+#: What a stored row costs beyond its key and value bytes (the index entry,
+#: the row header): the same 64 bytes the per-call budgets charge a write.
+ROW_OVERHEAD = 64
+
+
+def row_size(key: str, value_size: int) -> int:
+    """The bytes a row counts against its namespace's total."""
+    return len(key.encode()) + value_size + ROW_OVERHEAD
 
 
 @runtime_checkable
@@ -35,13 +51,21 @@ class StorageBackend(Protocol):
         """The value at ``key``, or ``None``."""
         ...
 
+    def value_size(self, namespace: str, key: str) -> int | None:
+        """The length of the value at ``key``, or ``None``, without reading it."""
+        ...
+
     def keys(self, namespace: str, prefix: str, limit: int | None = None) -> list[str]:
         """Keys starting with ``prefix``, ascending; the first ``limit`` of
         them when a limit is given."""
         ...
 
+    def usage(self, namespace: str) -> int:
+        """The bytes ``namespace`` holds: the sum of :func:`row_size` over its rows."""
+        ...
+
     def apply(self, namespace: str, writes: Mapping[str, Write]) -> None:
-        """Apply every write or none of them."""
+        """Apply every write or none of them (and the usage they change)."""
         ...
 
     def close(self) -> None:
@@ -54,11 +78,20 @@ class MemoryStorage:
 
     def __init__(self) -> None:
         self._data: dict[str, dict[str, bytes]] = {}
+        self._usage: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def get(self, namespace: str, key: str) -> bytes | None:
         with self._lock:
             return self._data.get(namespace, {}).get(key)
+
+    def value_size(self, namespace: str, key: str) -> int | None:
+        value = self.get(namespace, key)
+        return None if value is None else len(value)
+
+    def usage(self, namespace: str) -> int:
+        with self._lock:
+            return self._usage.get(namespace, 0)
 
     def keys(self, namespace: str, prefix: str, limit: int | None = None) -> list[str]:
         with self._lock:
@@ -68,15 +101,20 @@ class MemoryStorage:
     def apply(self, namespace: str, writes: Mapping[str, Write]) -> None:
         with self._lock:
             table = self._data.setdefault(namespace, {})
+            used = self._usage.get(namespace, 0)
             for key, value in writes.items():
-                if value is None:
-                    table.pop(key, None)
-                else:
+                old = table.pop(key, None)
+                if old is not None:
+                    used -= row_size(key, len(old))
+                if value is not None:
                     table[key] = value
+                    used += row_size(key, len(value))
+            self._usage[namespace] = used
 
     def close(self) -> None:
         with self._lock:
             self._data.clear()
+            self._usage.clear()
 
 
 def _successor(prefix: str) -> str | None:
@@ -94,7 +132,9 @@ class SQLiteStorage:
     """Durable storage in one SQLite file (WAL mode), the default backend.
 
     One connection serves every actor, guarded by a lock: handler calls are
-    short and writes are batched one transaction per call.
+    short and writes are batched one transaction per call. A second table
+    keeps each namespace's :meth:`usage`, updated in the same transaction as
+    the rows (a file written before it existed is counted once, at open).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -103,10 +143,23 @@ class SQLiteStorage:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL,"
                 " value BLOB NOT NULL, PRIMARY KEY (ns, key)) WITHOUT ROWID"
             )
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA:
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS usage (ns TEXT PRIMARY KEY,"
+                    " bytes INTEGER NOT NULL) WITHOUT ROWID"
+                )
+                self._db.execute("DELETE FROM usage")
+                self._db.execute(
+                    "INSERT INTO usage (ns, bytes) SELECT ns,"
+                    f" SUM(length(CAST(key AS BLOB)) + length(value) + {ROW_OVERHEAD}) FROM kv GROUP BY ns"
+                )
+                self._db.execute(f"PRAGMA user_version={_SCHEMA}")
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open storage {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -115,6 +168,18 @@ class SQLiteStorage:
         with self._lock, _wrapped(self.path):
             row = self._db.execute("SELECT value FROM kv WHERE ns=? AND key=?", (namespace, key)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def value_size(self, namespace: str, key: str) -> int | None:
+        with self._lock, _wrapped(self.path):
+            row = self._db.execute(
+                "SELECT length(value) FROM kv WHERE ns=? AND key=?", (namespace, key)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def usage(self, namespace: str) -> int:
+        with self._lock, _wrapped(self.path):
+            row = self._db.execute("SELECT bytes FROM usage WHERE ns=?", (namespace,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def keys(self, namespace: str, prefix: str, limit: int | None = None) -> list[str]:
         # Range scan instead of LIKE: no escaping of % and _ in user keys.
@@ -132,11 +197,26 @@ class SQLiteStorage:
             return
         sets = [(namespace, k, v) for k, v in writes.items() if v is not None]
         deletes = [(namespace, k) for k, v in writes.items() if v is None]
+        # What the rows held before, to move the usage by the difference.
+        size = "SELECT length(value) FROM kv WHERE ns=? AND key=?"
         with self._lock, _wrapped(self.path):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                delta = 0
+                for key, value in writes.items():
+                    row = self._db.execute(size, (namespace, key)).fetchone()
+                    if row is not None:
+                        delta -= row_size(key, row[0])
+                    if value is not None:
+                        delta += row_size(key, len(value))
                 self._db.executemany("INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", sets)
                 self._db.executemany("DELETE FROM kv WHERE ns=? AND key=?", deletes)
+                if delta:
+                    self._db.execute(
+                        "INSERT INTO usage (ns, bytes) VALUES (?, ?)"
+                        " ON CONFLICT (ns) DO UPDATE SET bytes = bytes + excluded.bytes",
+                        (namespace, delta),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -152,6 +232,10 @@ class SQLiteStorage:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+#: The file's schema version (``PRAGMA user_version``): 1 added the usage table.
+_SCHEMA = 1
 
 
 class _wrapped:
@@ -171,12 +255,34 @@ class _wrapped:
 class Transaction:
     """The writes of one handler call, invisible to others until applied."""
 
-    __slots__ = ("_backend", "_namespace", "_writes")
+    __slots__ = ("_backend", "_namespace", "_usage", "_writes")
 
     def __init__(self, backend: StorageBackend, namespace: str) -> None:
         self._backend = backend
         self._namespace = namespace
         self._writes: dict[str, Write] = {}
+        self._usage: int | None = None
+
+    def usage(self) -> int:
+        """The bytes the namespace will hold once the writes are applied."""
+        if self._usage is None:
+            self._usage = self._backend.usage(self._namespace)
+        return self._usage
+
+    def usage_after(self, key: str, value_size: int | None) -> int:
+        """:meth:`usage` after setting ``key`` to a value of ``value_size``
+        bytes (``None``: deleting it)."""
+        if key in self._writes:
+            value = self._writes[key]
+            old = None if value is None else len(value)
+        else:
+            old = self._backend.value_size(self._namespace, key)
+        used = self.usage()
+        if old is not None:
+            used -= row_size(key, old)
+        if value_size is not None:
+            used += row_size(key, value_size)
+        return used
 
     def get(self, key: str) -> bytes | None:
         if key in self._writes:
@@ -184,12 +290,14 @@ class Transaction:
         return self._backend.get(self._namespace, key)
 
     def set(self, key: str, value: bytes) -> None:
+        self._usage = self.usage_after(key, len(value))
         self._writes[key] = value
 
     def delete(self, key: str) -> bool:
-        existed = self.get(key) is not None
+        before = self.usage()
+        self._usage = self.usage_after(key, None)
         self._writes[key] = None
-        return existed
+        return self._usage < before
 
     def keys(self, prefix: str, limit: int | None = None) -> list[str]:
         """Keys starting with ``prefix``, in order; at most ``limit`` + 1 of
@@ -216,6 +324,8 @@ class Transaction:
         if self._writes:
             self._backend.apply(self._namespace, self._writes)
         self._writes = {}
+        self._usage = None
 
     def discard(self) -> None:
         self._writes = {}
+        self._usage = None

@@ -27,11 +27,13 @@ from wasmactors.runtime import (
     Limits,
     MemoryStorage,
     MiB,
+    SQLiteStorage,
     Success,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 LIMITS = Limits(memory=4 * MiB, fuel=10**9, timeout=5.0)
 
@@ -486,3 +488,34 @@ def test_a_call_made_from_inside_a_host_call_leaves_the_outer_call_intact(engine
     assert result.ok, result.outcome
     assert inner_replies == [b"inner", b"inner"]
     assert len(storage.keys("anonymous", "")) == 1
+
+
+def test_an_actors_whole_stored_state_is_bounded(engine: Engine, tmp_path: Path) -> None:
+    """Call after call of 64 KiB writes under max_stored_bytes = 256 KiB: the state stops
+    growing at the bound, across instances (a restart), in a real SQLite file; a write
+    that does not grow it is still allowed."""
+    limits = Limits(memory=4 * MiB, fuel=10**9, timeout=5.0, max_stored_bytes=256 * KiB)
+    # One storage.set per call, keyed by the payload's first 3 bytes, the payload as
+    # value; the reply is the payload's first byte if the write was allowed.
+    source = calling_guest(
+        _flood(
+            "(call $storage.set (local.get 4) (i32.const 3) (local.get 4) (local.get 5) (i32.const 128))", 1
+        ),
+        "storage.set",
+    )
+    component = engine.load(source)
+    with SQLiteStorage(tmp_path / "state.db") as storage:
+        stored = []
+        for round_ in range(2):  # the second instance sees what the first stored
+            with Instance(component, limits, HostContext(storage=storage)) as inst:
+                for i in range(5):
+                    reply = inst.handle_message(b"%d%02d" % (round_, i) + b"v" * 64 * KiB, request=True)
+                    assert isinstance(reply.outcome, Success)
+                    stored.append(reply.outcome.reply is not None and len(reply.outcome.reply) == 1)
+            assert storage.usage("anonymous") <= 256 * KiB
+        assert stored == [True] * 3 + [False] * 7
+        with Instance(component, limits, HostContext(storage=storage)) as inst:
+            shrink = inst.handle_message(b"000" + b"v" * KiB, request=True)
+        assert isinstance(shrink.outcome, Success)
+        assert shrink.outcome.reply == b"0"  # its first byte: one call returned ok
+        assert storage.value_size("anonymous", "000") == 3 + KiB

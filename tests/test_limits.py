@@ -108,13 +108,14 @@ def test_manifest_sets_the_per_call_budgets(tmp_path: Path) -> None:
     text = GOOD + (
         'max-outbox-bytes = "2 MiB"\nmax-storage-bytes = 4096\nmax-keys = 10\nmax-log-record = "1 KiB"\n'
         'max-log-bytes = "8 KiB"\nmax-request-timeout-ms = 9000\nmax-pending-requests = 3\n'
-        'max-metadata = "1 KiB"\nmax-headers = 2\n'
+        'max-metadata = "1 KiB"\nmax-headers = 2\nmax-stored-bytes = "1 GiB"\n'
     )
     limits = Manifest.load(write(tmp_path, text)).limits
     assert (limits.outbox_bytes, limits.storage_bytes, limits.max_keys) == (2 * MiB, 4096, 10)
     assert (limits.max_log_record, limits.max_log_bytes) == (1024, 8192)
     assert (limits.max_request_timeout, limits.max_pending_requests) == (9.0, 3)
     assert (limits.max_metadata, limits.max_headers) == (1024, 2)
+    assert limits.max_stored_bytes == 1024 * MiB
     defaults = Manifest.load(write(tmp_path, GOOD)).limits
     assert defaults.outbox_bytes == defaults.storage_bytes == 64 * MiB
 

@@ -26,9 +26,9 @@ def test_runtime_public_names() -> None:
         "Limits", "Manifest",
         "ManifestError",
         "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome", "Outgoing",
-        "PayloadTooLargeError", "RequestError", "RequestFailure", "SQLiteStorage", "StorageBackend",
-        "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
-        "default_cache_dir", "encode_metadata", "parse_size",
+        "PayloadTooLargeError", "ROW_OVERHEAD", "RequestError", "RequestFailure", "SQLiteStorage",
+        "StorageBackend", "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
+        "default_cache_dir", "encode_metadata", "parse_size", "row_size",
     ]  # fmt: skip
     for name in wasmactors.runtime.__all__:
         assert hasattr(wasmactors.runtime, name), name

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wasmactors.runtime import (
+    ROW_OVERHEAD,
     Component,
     HostContext,
     Instance,
@@ -19,6 +20,7 @@ from wasmactors.runtime import (
     StorageError,
     Success,
     Transaction,
+    row_size,
 )
 
 from .conftest import LIMITS
@@ -74,12 +76,19 @@ def test_sqlite_is_a_real_wal_file(db_path: Path) -> None:
 
 
 def test_sqlite_apply_is_atomic(db_path: Path) -> None:
-    """A batch that fails midway leaves nothing behind."""
+    """A batch that fails midway (the database refuses its second row) leaves nothing
+    behind: no row and no change of usage."""
     store = SQLiteStorage(db_path)
     store.apply("n", {"keep": b"1"})
+    with sqlite3.connect(db_path) as other:
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'b'"
+            " BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
     with pytest.raises(StorageError):
-        store.apply("n", {"a": b"1", "b": object()})  # type: ignore[dict-item]  # unbindable: fails midway
+        store.apply("n", {"a": b"1", "b": b"2"})
     assert store.keys("n", "") == ["keep"]
+    assert store.usage("n") == row_size("keep", 1)
     store.close()
 
 
@@ -183,6 +192,9 @@ def test_sqlite_and_memory_backends_agree(
         keys = {key for _, key, _ in ops}
         for key in keys:
             assert memory.get("ns", key) == sqlite.get("ns", key)
+            assert memory.value_size("ns", key) == sqlite.value_size("ns", key)
+        held = {k: v for k in keys if (v := memory.get("ns", k)) is not None}
+        assert memory.usage("ns") == sqlite.usage("ns") == sum(row_size(k, len(v)) for k, v in held.items())
         for prefix in [
             *prefixes,
             "",
@@ -218,3 +230,40 @@ def test_keys_after_the_last_code_point_are_found(backend: StorageBackend) -> No
     assert backend.keys("ns", "a") == ["a\U0010ffff", "a\U0010ffffz"]
     assert backend.keys("ns", "\U0010ffff") == ["\U0010ffff"]
     assert backend.keys("ns", "") == ["a\U0010ffff", "a\U0010ffffz", "b", "\U0010ffff"]
+
+
+def test_a_transaction_knows_what_the_namespace_will_hold(backend: StorageBackend) -> None:
+    """Usage counts key bytes (UTF-8), value bytes and ROW_OVERHEAD a row, through sets,
+    overwrites and deletes, before and after the commit."""
+    backend.apply("ns", {"a": b"123"})
+    txn = Transaction(backend, "ns")
+    assert txn.usage() == row_size("a", 3) == 1 + 3 + ROW_OVERHEAD
+    assert txn.usage_after("é", 10) == row_size("a", 3) + 2 + 10 + ROW_OVERHEAD
+    txn.set("a", b"1")
+    txn.set("é", b"x" * 10)
+    assert txn.delete("missing") is False
+    assert txn.usage() == row_size("a", 1) + row_size("é", 10)
+    assert txn.delete("é") is True
+    txn.commit()
+    assert backend.usage("ns") == row_size("a", 1)
+    assert backend.usage("other") == 0
+
+
+def test_sqlite_counts_a_file_written_before_usage_was_kept(db_path: Path) -> None:
+    """A storage file from before the usage table is counted once when opened."""
+    db = sqlite3.connect(db_path)
+    db.execute(
+        "CREATE TABLE kv (ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+        " PRIMARY KEY (ns, key)) WITHOUT ROWID"
+    )
+    db.executemany(
+        "INSERT INTO kv VALUES (?, ?, ?)", [("a", "k1", b"xx"), ("a", "k2", b""), ("b", "é", b"v")]
+    )
+    db.commit()
+    db.close()
+    with SQLiteStorage(db_path) as storage:
+        assert storage.usage("a") == row_size("k1", 2) + row_size("k2", 0)
+        assert storage.usage("b") == row_size("é", 1)
+        storage.apply("a", {"k1": None})
+    with SQLiteStorage(db_path) as storage:  # counted once, not again at each open
+        assert storage.usage("a") == row_size("k2", 0)
