@@ -329,7 +329,7 @@ class Instance:
                 return self._crashed(crash, elapsed)
         outbox = tuple(state.outbox)
         state.outbox = []
-        return CallResult(outcome, fuel, elapsed, outbox)
+        return CallResult(outcome, fuel, elapsed, outbox, state.stop)
 
     def _crashed(self, crash: Crash, elapsed: float) -> CallResult:
         state = self._state

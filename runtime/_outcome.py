@@ -94,6 +94,9 @@ class CallResult(msgspec.Struct, frozen=True):
     elapsed: float
     #: Messages queued by the call, in order; always empty after a crash.
     outbox: tuple[Outgoing, ...] = ()
+    #: The guest called ``lifecycle.stop``: it asks to exit normally once
+    #: this call's results are processed. Always false after a crash.
+    stop: bool = False
 
     @property
     def ok(self) -> bool:

@@ -66,6 +66,8 @@ class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     logs: tuple[LogLine, ...] = ()
     #: Messages the handler queued; ``call`` runs one actor, so none is delivered.
     outbox: tuple[Outgoing, ...] = ()
+    #: The handler called ``lifecycle.stop``: in a system the actor would exit normally.
+    stop: bool = False
 
 
 class _Capture(logging.Handler):
@@ -128,6 +130,7 @@ def call(
         host_calls=tuple(audit),
         logs=tuple(capture.lines),
         outbox=result.outbox,
+        stop=result.stop,
     )
     match result.outcome:
         case Success(reply=reply):
@@ -174,6 +177,8 @@ def format_call(report: CallReport) -> str:
         for out in report.outbox:
             what = "request" if out.request_id is not None else "send"
             lines.append(f"  {what} -> {out.to}: {_text(out.payload)!r}")
+    if report.stop:
+        lines.append("stop       requested (lifecycle.stop): in a system the actor would exit normally")
     return "\n".join(lines)
 
 
