@@ -27,7 +27,18 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 
-from ..messaging import Callback, DeliveryFailure, Envelope, Reply, Request, Tell
+from ..messaging import (
+    Callback,
+    DeliveryFailure,
+    Envelope,
+    Outgoing,
+    Reply,
+    Request,
+    RequestError,
+    RequestFailure,
+    Send,
+    Tell,
+)
 from ..runtime import (
     AppError,
     CallResult,
@@ -38,10 +49,7 @@ from ..runtime import (
     Instance,
     InvalidMessageError,
     Limits,
-    Outgoing,
     PayloadTooLargeError,
-    RequestError,
-    RequestFailure,
     Success,
 )
 from ._mailbox import Mailbox
@@ -428,11 +436,11 @@ class ComponentCell(Cell):
     async def _dispatch(self, outgoing: Outgoing, *, hurry: bool) -> None:
         """Deliver one message the guest sent, after its handler succeeded;
         without waiting for room when the cell is being killed."""
-        request_id = outgoing.request_id
         envelope: Tell | Request
-        if request_id is None:
+        if isinstance(outgoing, Send):
             envelope = Tell(recipient=outgoing.to, payload=outgoing.payload, sender=self.address)
         else:
+            request_id = outgoing.request_id
             envelope = Request(
                 recipient=outgoing.to,
                 payload=outgoing.payload,
@@ -445,7 +453,8 @@ class ComponentCell(Cell):
         if failure is None:
             return
         self.env.dead_letter(envelope, failure, "")
-        if request_id is not None:
+        if isinstance(envelope, Request):
+            request_id = envelope.correlation_id
             reason = {
                 DeliveryFailure.UNKNOWN_RECIPIENT: RequestFailure.UNKNOWN_RECIPIENT,
                 DeliveryFailure.MAILBOX_FULL: RequestFailure.MAILBOX_FULL,

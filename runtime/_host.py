@@ -28,9 +28,9 @@ import msgspec
 from wasmtime import _ffi as ffi
 from wasmtime import component
 
+from ..messaging import Send, SendRequest
 from . import _abi as abi
 from ._errors import StorageError
-from ._outcome import Outgoing
 from ._storage import StorageBackend, Transaction
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class CallState:
 
     def begin(self) -> None:
         """Reset for a new call."""
-        self.outbox: list[Outgoing] = []
+        self.outbox: list[Send | SendRequest] = []
         self.txn: Transaction | None = None
         self.fault: BaseException | None = None
         #: What this call has cost the host so far, against its budgets.
@@ -251,11 +251,11 @@ def _enqueue(s: CallState, args: int, *, request: bool) -> abi.Spec:
         return _err("unknown-recipient", to)
     s.outbox_bytes += len(payload)
     if not request:
-        s.outbox.append(Outgoing(to, payload))
+        s.outbox.append(Send(to, payload))
         return ("ok", None)
     request_id = s.context.next_request_id()
     s.requests += 1
-    s.outbox.append(Outgoing(to, payload, request_id, timeout))
+    s.outbox.append(SendRequest(to, payload, request_id, timeout))
     return ("ok", ("u64", request_id))
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from .messaging import Outgoing, SendRequest
 from .runtime import (
     AppError,
     ComponentInfo,
@@ -20,7 +21,6 @@ from .runtime import (
     Manifest,
     MemoryStorage,
     MiB,
-    Outgoing,
     SQLiteStorage,
     StorageBackend,
     Success,
@@ -175,7 +175,7 @@ def format_call(report: CallReport) -> str:
     if report.outbox:
         lines.append(f"queued     {len(report.outbox)} (not delivered: `call` runs one actor)")
         for out in report.outbox:
-            what = "request" if out.request_id is not None else "send"
+            what = "request" if isinstance(out, SendRequest) else "send"
             lines.append(f"  {what} -> {out.to}: {_text(out.payload)!r}")
     if report.stop:
         lines.append("stop       requested (lifecycle.stop): in a system the actor would exit normally")
