@@ -15,9 +15,11 @@ from ..messaging import (
     PayloadDecodeError,
     Reply,
     Request,
+    RequestError,
+    RequestFailure,
     Tell,
 )
-from ..runtime import InvalidMessageError, Limits, RequestError, RequestFailure, encode_metadata
+from ..runtime import InvalidMessageError, Limits, encode_metadata
 from ._cell import ComponentCell
 from ._errors import (
     ActorAppError,

@@ -8,7 +8,7 @@ WasmActorsError
 
 from __future__ import annotations
 
-from ..runtime._errors import WasmActorsError
+from .._errors import WasmActorsError
 
 __all__ = ["MessagingError", "PayloadDecodeError", "PayloadEncodeError"]
 
