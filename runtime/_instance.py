@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import struct
 import threading
 from ctypes import c_size_t, c_uint64, c_void_p
 from time import perf_counter
@@ -48,6 +49,15 @@ _MEMORY = abi.MEMORY
 _RESULT = abi.RESULT_LAYOUT
 _OPTION = abi.OPTION_LAYOUT
 _NO_REPLY = Success(None)
+_PTR = struct.Struct("<Q")
+_PAIR = struct.Struct("<QQ")
+# Offsets in handle-message's record entries (abi.Entry: a 16-byte name, then
+# the value, whose union starts abi.OF bytes in) of the fields a call rewrites.
+_SENDER_AT = 0 * abi.ENTRY_SIZE + 16 + abi.OF  # option: the pointer
+_KIND_AT = 1 * abi.ENTRY_SIZE + 16 + abi.OF  # enum: the case name (size, data)
+_HEADERS_AT = 3 * abi.ENTRY_SIZE + 16 + abi.OF  # list: (size, data)
+assert abi.Entry.val.offset == 16
+assert abi.Val.of.offset == abi.OF
 _NOT_BYTES = "the reply holds a character above U+00FF, so it is not a byte string"
 
 
@@ -187,6 +197,13 @@ class Instance:
         self._sender_addr = ctypes.addressof(self._sender_val)
         self._remaining = c_uint64()
         self._remaining_ref = c_void_p(ctypes.addressof(self._remaining))
+        # The record's entries as bytes, for plain-integer fields written with
+        # struct.pack_into (a ctypes field write builds objects on each call).
+        raw_entries = (ctypes.c_char * ctypes.sizeof(entries)).from_buffer(entries)
+        self._entries_mem = memoryview(raw_entries).cast("B")
+        self._kinds = ctypes.create_string_buffer(_TELL + b"\0" + _REQUEST)
+        base = ctypes.addressof(self._kinds)
+        self._kind_values = {False: (len(_TELL), base), True: (len(_REQUEST), base + len(_TELL) + 1)}
 
     # -- calls ----------------------------------------------------------------
 
@@ -238,18 +255,18 @@ class Instance:
         data = abi.to_guest(payload)
         pstr = self._payload_str
         pstr.size = len(data)
-        pstr.data = data
+        pstr.data = data  # a c_char_p field: it keeps ``data`` alive too
+        mem = self._entries_mem
         if raw_sender is None:
-            self._sender_opt.ptr = None
+            _PTR.pack_into(mem, _SENDER_AT, 0)
         else:
             self._sender_val.of.str.size = len(raw_sender)
             self._sender_val.of.str.data = raw_sender
-            self._sender_opt.ptr = self._sender_addr
-        kind = self._kind_str
-        if request:
-            kind.size, kind.data = 7, _REQUEST
-        else:
-            kind.size, kind.data = 4, _TELL
+            _PTR.pack_into(mem, _SENDER_AT, self._sender_addr)
+        _PAIR.pack_into(mem, _KIND_AT, *self._kind_values[request])
+        if not raw_headers:
+            _PAIR.pack_into(mem, _HEADERS_AT, 0, self._no_headers_addr)
+            return None
         return self._set_headers(raw_headers)
 
     def _set_callback(self, request_id: int, outcome: bytes | RequestError) -> None:
