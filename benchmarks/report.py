@@ -251,6 +251,28 @@ def _scale_cell(row: dict[str, Any]) -> str:
     return f"{_m(row['tells_per_s'], '{:,.0f}')} ({row['cpu_us_per_message']['median']:.1f} µs)"
 
 
+def _scaling_table(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    scaling = _get(r, "actors", "scaling, WAT echo")
+    if not scaling:
+        return []
+    counts = list(next(iter(scaling.values())))
+    rows = [
+        [
+            n,
+            *(_scale_cell(scaling[b][n]) for b in scaling),
+        ]
+        for n in counts
+    ]
+    return [
+        (
+            "Scaling: WAT echo actors, tells spread round-robin (total tells/s, and CPU µs per message "
+            "over all threads)",
+            ["actors", *scaling],
+            rows,
+        )
+    ]
+
+
 def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for every table."""
     tables: list[tuple[str, list[str], list[list[str]]]] = []
@@ -272,24 +294,7 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
             p99 = _m(row["p99"], "{:.0f}") if "p99" in row else ""
             rows.append([name, tells, p50, p99])
         tables.append(("One actor, 16 B messages", ["", "tells/s", "ask p50 (µs)", "ask p99 (µs)"], rows))
-    scaling = _get(r, "actors", "scaling, WAT echo")
-    if scaling:
-        counts = list(next(iter(scaling.values())))
-        rows = [
-            [
-                n,
-                *(_scale_cell(scaling[b][n]) for b in scaling),
-            ]
-            for n in counts
-        ]
-        tables.append(
-            (
-                "Scaling: WAT echo actors, tells spread round-robin (total tells/s, and CPU µs per message "
-                "over all threads)",
-                ["actors", *scaling],
-                rows,
-            )
-        )
+    tables += _scaling_table(r)
     if "pipeline" in r:
         p = r["pipeline"]
         rows = [
