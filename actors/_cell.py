@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from functools import partial
+from time import monotonic
 from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
@@ -37,10 +37,12 @@ from ..messaging import (
     RequestError,
     RequestFailure,
     Send,
+    SendRequest,
     Tell,
 )
 from ..runtime import (
     AppError,
+    Batch,
     CallResult,
     Component,
     Crash,
@@ -394,19 +396,35 @@ class ComponentCell(Cell):
             self._unclaim(runnable)
             self.mailbox.push_front(runnable)
             raise
-        # The turn ran: account for every result even if a stop is cancelling us.
-        with anyio.CancelScope(shield=True):
-            if rest:
-                self.mailbox.push_front(rest)
-            exit: Exit | None = None
-            for envelope, result in done:
-                exit = await self._after(envelope, result, hurry=control.abort) or exit
+        # The turn ran: account for every result even if a stop is cancelling
+        # us. Synchronously, with no await per message: a send to a mailbox
+        # with room is delivered at once; from the first send that must wait
+        # for room on, the rest of the turn's sends and replies wait their
+        # turn in order (``deferred``), so no one overtakes another.
+        if rest:
+            self.mailbox.push_front(rest)
+        hurry = control.abort
+        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+        exit: Exit | None = None
+        for envelope, result in done:
+            exit = self._settle(envelope, result, hurry, deferred) or exit
+        if deferred:
+            with anyio.CancelScope(shield=True):
+                for envelope, outgoing, answer in deferred:
+                    if outgoing is not None:
+                        await self._dispatch(outgoing, hurry=hurry)
+                    elif answer is not None:
+                        self.reply(envelope, answer)
         return exit
 
-    async def _after(
-        self, envelope: Envelope, result: CallResult | InvalidMessageError, *, hurry: bool
+    def _settle(
+        self,
+        envelope: Envelope,
+        result: CallResult | InvalidMessageError,
+        hurry: bool,
+        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]],
     ) -> Exit | None:
-        stats = self.stats
+        """Account for one handled message: stats, what it sent, its answer."""
         if isinstance(result, InvalidMessageError):
             reason = (
                 DeadLetterReason.PAYLOAD_TOO_LARGE
@@ -414,44 +432,75 @@ class ComponentCell(Cell):
                 else DeadLetterReason.INVALID_MESSAGE
             )
             self.env.dead_letter(envelope, reason, str(result))
-            self.reply(envelope, RequestError(RequestFailure.APP_ERROR, str(result)))
+            self._answer(envelope, RequestError(RequestFailure.APP_ERROR, str(result)), deferred)
             return None
+        stats = self.stats
         stats.handled += 1
         stats.fuel += result.fuel
         stats.latencies.append(result.elapsed)
         outcome = result.outcome
-        if isinstance(outcome, Crash):
+        if type(outcome) is Crash:
             return self.crashed(envelope, outcome)
         for outgoing in result.outbox:
-            await self._dispatch(outgoing, hurry=hurry)
-        if isinstance(outcome, AppError):
+            if deferred or not self._dispatch_nowait(outgoing, hurry=hurry):
+                deferred.append((envelope, outgoing, None))
+        if type(outcome) is Success:
+            if isinstance(envelope, Request):
+                self._answer(envelope, outcome.reply or b"", deferred)
+        elif isinstance(outcome, AppError):
             stats.app_errors += 1
-            self.reply(envelope, RequestError(RequestFailure.APP_ERROR, outcome.message))
-        elif isinstance(outcome, Success):
-            self.reply(envelope, outcome.reply or b"")
+            self._answer(envelope, RequestError(RequestFailure.APP_ERROR, outcome.message), deferred)
         if result.stop:  # lifecycle.stop: the loop ends the incarnation normally
             self._exit_requested = True
         return None
 
+    def _answer(
+        self,
+        envelope: Envelope,
+        answer: bytes | RequestError,
+        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]],
+    ) -> None:
+        if deferred:
+            deferred.append((envelope, None, answer))
+        else:
+            self.reply(envelope, answer)
+
+    def _outgoing_envelope(self, outgoing: Outgoing) -> Tell | Request:
+        if isinstance(outgoing, Send):
+            return Tell(recipient=outgoing.to, payload=outgoing.payload, sender=self.address)
+        return Request(
+            recipient=outgoing.to,
+            payload=outgoing.payload,
+            sender=self.address,
+            correlation_id=outgoing.request_id,
+        )
+
+    def _dispatch_nowait(self, outgoing: Outgoing, *, hurry: bool) -> bool:
+        """Deliver one message the guest sent if that needs no wait; False
+        (nothing done) when the recipient's mailbox is full and the cell may
+        wait for room."""
+        envelope = self._outgoing_envelope(outgoing)
+        failure = self.env.transport.send_nowait(envelope)
+        if failure is DeliveryFailure.MAILBOX_FULL and not hurry and self.env.push_timeout > 0:
+            return False
+        if isinstance(outgoing, SendRequest):
+            self._expect_reply(outgoing.request_id, outgoing.timeout or self.env.request_timeout)
+        if failure is not None:
+            self._undeliverable(envelope, failure)
+        return True
+
     async def _dispatch(self, outgoing: Outgoing, *, hurry: bool) -> None:
         """Deliver one message the guest sent, after its handler succeeded;
         without waiting for room when the cell is being killed."""
-        envelope: Tell | Request
-        if isinstance(outgoing, Send):
-            envelope = Tell(recipient=outgoing.to, payload=outgoing.payload, sender=self.address)
-        else:
-            request_id = outgoing.request_id
-            envelope = Request(
-                recipient=outgoing.to,
-                payload=outgoing.payload,
-                sender=self.address,
-                correlation_id=request_id,
-            )
-            self._expect_reply(request_id, outgoing.timeout or self.env.request_timeout)
+        envelope = self._outgoing_envelope(outgoing)
+        if isinstance(outgoing, SendRequest):
+            self._expect_reply(outgoing.request_id, outgoing.timeout or self.env.request_timeout)
         timeout = 0 if hurry else self.env.push_timeout
         failure = await self.env.transport.send(envelope, timeout=timeout)
-        if failure is None:
-            return
+        if failure is not None:
+            self._undeliverable(envelope, failure)
+
+    def _undeliverable(self, envelope: Tell | Request, failure: DeliveryFailure) -> None:
         self.env.dead_letter(envelope, failure, "")
         if isinstance(envelope, Request):
             request_id = envelope.correlation_id
@@ -459,7 +508,7 @@ class ComponentCell(Cell):
                 DeliveryFailure.UNKNOWN_RECIPIENT: RequestFailure.UNKNOWN_RECIPIENT,
                 DeliveryFailure.MAILBOX_FULL: RequestFailure.MAILBOX_FULL,
             }.get(failure, RequestFailure.STOPPED)
-            self._callback(request_id, RequestError(reason, outgoing.to))
+            self._callback(request_id, RequestError(reason, envelope.recipient))
 
     def _callback(self, request_id: int, error: RequestError) -> None:
         callback = Callback(recipient=self.address, correlation_id=request_id, error=error)
@@ -493,36 +542,52 @@ class ComponentCell(Cell):
 def _turn(
     instance: Instance, batch: list[Envelope], control: _TurnControl
 ) -> tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]:
-    """Run a batch on a worker thread. Stop at the first crash or call to
-    ``lifecycle.stop``, when aborted, or once the turn has used its time
-    budget (fair turns: a slow actor gives its worker back and other actors'
-    messages are served)."""
+    """Run a batch on a worker thread, under one lock (``Instance.batch``).
+    Stop at the first crash or call to ``lifecycle.stop``, when aborted, or
+    once the turn has used its time budget (fair turns: a slow actor gives
+    its worker back and other actors' messages are served)."""
     done: list[tuple[Envelope, CallResult | InvalidMessageError]] = []
-    deadline = time.monotonic() + control.budget
+    try:
+        with instance.batch() as calls:
+            return _run_turn(calls, batch, control, done)
+    except Exception as exc:  # noqa: BLE001 - the host's bug must cost this message, not the system
+        crash = Crash(CrashKind.HOST_FAULT, f"host fault: {type(exc).__name__}: {exc}")
+        i = len(done)
+        if i == len(batch):  # every message was handled; the batch's exit failed
+            log.error("ending a turn failed: %s", crash.message)
+            return done, []
+        done.append((batch[i], CallResult(crash, 0, 0.0)))
+        return done, batch[i + 1 :]
+
+
+def _run_turn(
+    calls: Batch,
+    batch: list[Envelope],
+    control: _TurnControl,
+    done: list[tuple[Envelope, CallResult | InvalidMessageError]],
+) -> tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]:
+    deadline = monotonic() + control.budget
+    handle_message = calls.handle_message
     for i, envelope in enumerate(batch):
-        if control.abort or (i and time.monotonic() >= deadline):
+        if control.abort or (i and monotonic() >= deadline):
             return done, batch[i:]
         try:
             if isinstance(envelope, _ANSWERS):
                 outcome: bytes | RequestError = (
                     envelope.error if envelope.error is not None else envelope.payload
                 )
-                result = instance.handle_callback(envelope.correlation_id, outcome)
+                result = calls.handle_callback(envelope.correlation_id, outcome)
             else:
-                result = instance.handle_message(
+                result = handle_message(
                     envelope.payload,
                     sender=envelope.sender,
-                    request=isinstance(envelope, Request),
+                    request=type(envelope) is Request,
                     headers=envelope.headers,
                 )
         except InvalidMessageError as exc:
             done.append((envelope, exc))
             continue
-        except Exception as exc:  # noqa: BLE001 - the host's bug must cost this message, not the system
-            crash = Crash(CrashKind.HOST_FAULT, f"host fault: {type(exc).__name__}: {exc}")
-            done.append((envelope, CallResult(crash, 0, 0.0)))
-            return done, batch[i + 1 :]
         done.append((envelope, result))
-        if result.crashed or result.stop:
+        if result.stop or type(result.outcome) is Crash:
             return done, batch[i + 1 :]
     return done, []

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 LIMITS = Limits(memory=64 * MiB, fuel=10**9, timeout=10.0)
 PAYLOAD = b"x" * 16
 BACKENDS = ("asyncio", "trio")
+#: Actor counts of the scaling rows.
+SCALING = (1, 2, 4, 16, 256)
 
 
 def _latencies(samples: list[list[float]]) -> dict[str, Any]:
@@ -57,6 +59,26 @@ async def _wasmactors(
                 batch.append(time.perf_counter() - start)
             samples.append(batch)
     return {"tells_per_s": summary(rates), **_latencies(samples)}
+
+
+async def _scaling(
+    engine: Engine, component: Component, actors: int, tells: int, repeats: int
+) -> dict[str, Any]:
+    """``tells`` messages spread round-robin over ``actors`` echo actors: total
+    tells/s, and the CPU time of the whole process (every thread) per message."""
+    async with ActorSystem(engine=engine, storage=MemoryStorage()) as system:
+        refs = [await system.spawn(f"echo{i}", component, limits=LIMITS) for i in range(actors)]
+        for ref in refs:
+            await ref.ask(PAYLOAD, timeout=10)  # warm-up
+        rates, cpu = [], []
+        for _ in range(repeats):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for i in range(tells):
+                await refs[i % actors].tell(PAYLOAD)
+            await system.wait_idle()
+            rates.append(tells / (time.perf_counter() - start))
+            cpu.append((time.process_time() - cpu_start) / tells * 1e6)
+    return {"tells_per_s": summary(rates), "cpu_us_per_message": summary(cpu)}
 
 
 async def _floor(tells: int, asks: int, repeats: int) -> dict[str, Any]:
@@ -147,7 +169,7 @@ async def _hop(asks: int, repeats: int) -> dict[str, float]:
 
 
 def run(engine: Engine, *, quick: bool) -> dict[str, Any]:
-    tells, asks, repeats = (300, 100, 2) if quick else (50_000, 2000, 5)
+    tells, asks, repeats = (600, 100, 2) if quick else (50_000, 2000, 5)
     wat = engine.load(wat_guest("echo"), name="echo.wat")
     py = engine.load(python_guest("echo"))
     out: dict[str, Any] = {}
@@ -167,6 +189,12 @@ def run(engine: Engine, *, quick: bool) -> dict[str, Any]:
         out[f"wasmactors, Python echo, {backend}"] = anyio.run(
             _wasmactors, engine, py, tells // 5, asks, repeats, backend=backend
         )
+    scaling: dict[str, Any] = {}
+    for backend in BACKENDS:
+        scaling[backend] = {
+            str(n): anyio.run(_scaling, engine, wat, n, tells // 2, repeats, backend=backend) for n in SCALING
+        }
+    out["scaling, WAT echo"] = scaling
     pykka_result = _pykka(tells, asks, repeats)
     if pykka_result is not None:
         out["Pykka ThreadingActor"] = pykka_result

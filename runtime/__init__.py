@@ -32,7 +32,7 @@ from ._errors import (
     WorldMismatchError,
 )
 from ._host import HostCall, HostContext
-from ._instance import Instance
+from ._instance import Batch, Instance
 from ._limits import GiB, GuestBuild, KiB, Limits, Manifest, MiB, encode_metadata, parse_size
 from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, Success
 from ._storage import ROW_OVERHEAD, MemoryStorage, SQLiteStorage, StorageBackend, Transaction, row_size
@@ -40,6 +40,7 @@ from ._storage import ROW_OVERHEAD, MemoryStorage, SQLiteStorage, StorageBackend
 __all__ = [
     "ROW_OVERHEAD",
     "AppError",
+    "Batch",
     "CallResult",
     "CompileError",
     "Component",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import math
+import struct
 import threading
-import time
-from ctypes import byref, c_size_t, c_uint64, c_void_p
+from ctypes import c_size_t, c_uint64, c_void_p
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 import wasmtime
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from ._component import Component
     from ._limits import Limits
 
-__all__ = ["Instance"]
+__all__ = ["Batch", "Instance"]
 
 _TELL = b"tell"
 _REQUEST = b"request"
@@ -45,6 +46,19 @@ _ONE = c_size_t(1)
 _TWO = c_size_t(2)
 #: Longest application error message passed on (longer ones are cut).
 _MAX_ERROR = 4096
+_MEMORY = abi.MEMORY
+_RESULT = abi.RESULT_LAYOUT
+_OPTION = abi.OPTION_LAYOUT
+_NO_REPLY = Success(None)
+_PTR = struct.Struct("<Q")
+_PAIR = struct.Struct("<QQ")
+# Offsets in handle-message's record entries (abi.Entry: a 16-byte name, then
+# the value, whose union starts abi.OF bytes in) of the fields a call rewrites.
+_SENDER_AT = 0 * abi.ENTRY_SIZE + 16 + abi.OF  # option: the pointer
+_KIND_AT = 1 * abi.ENTRY_SIZE + 16 + abi.OF  # enum: the case name (size, data)
+_HEADERS_AT = 3 * abi.ENTRY_SIZE + 16 + abi.OF  # list: (size, data)
+assert abi.Entry.val.offset == 16
+assert abi.Val.of.offset == abi.OF
 _NOT_BYTES = "the reply holds a character above U+00FF, so it is not a byte string"
 
 
@@ -176,12 +190,21 @@ class Instance:
         self._hc_detail.kind = abi.STRING
         self._result = abi.Val()
         self._result_addr = ctypes.addressof(self._result)
-        self._refs = (
-            c_void_p(ctypes.addressof(self._hm_arg)),
-            c_void_p(ctypes.addressof(self._hc_args)),
-            c_void_p(self._result_addr),
-        )
+        # Ready-made ctypes arguments: a call converts nothing.
+        self._hm_args_ref = c_void_p(ctypes.addressof(self._hm_arg))
+        self._hc_args_ref = c_void_p(ctypes.addressof(self._hc_args))
+        self._result_ref = c_void_p(self._result_addr)
+        self._no_headers_addr = ctypes.addressof(self._no_headers)
+        self._sender_addr = ctypes.addressof(self._sender_val)
         self._remaining = c_uint64()
+        self._remaining_ref = c_void_p(ctypes.addressof(self._remaining))
+        # The record's entries as bytes, for plain-integer fields written with
+        # struct.pack_into (a ctypes field write builds objects on each call).
+        raw_entries = (ctypes.c_char * ctypes.sizeof(entries)).from_buffer(entries)
+        self._entries_mem = memoryview(raw_entries).cast("B")
+        self._kinds = ctypes.create_string_buffer(_TELL + b"\0" + _REQUEST)
+        base = ctypes.addressof(self._kinds)
+        self._kind_values = {False: (len(_TELL), base), True: (len(_REQUEST), base + len(_TELL) + 1)}
 
     # -- calls ----------------------------------------------------------------
 
@@ -199,36 +222,55 @@ class Instance:
         :class:`PayloadTooLargeError`) for a message over the limits or with
         an unencodable sender or header, before anything is called.
         """
+        # Checked before the lock: a refused message must not cost a busy error.
         raw_sender, raw_headers = encode_metadata(self.limits, payload, sender, headers)
-        data = abi.to_guest(payload)
-        # The argument blocks are shared by every call: nothing touches them
-        # before the lock is held, so a refused caller cannot clobber them.
-        if not self._lock.acquire(blocking=False):
-            raise InstanceBusyError
-        try:
-            pstr = self._payload_str
-            pstr.size = len(data)
-            pstr.data = data
-            if raw_sender is None:
-                self._sender_opt.ptr = None
-            else:
-                self._sender_val.of.str.size = len(raw_sender)
-                self._sender_val.of.str.data = raw_sender
-                self._sender_opt.ptr = ctypes.addressof(self._sender_val)
-            kind = self._kind_str
-            if request:
-                kind.size, kind.data = 7, _REQUEST
-            else:
-                kind.size, kind.data = 4, _TELL
-            keep = self._set_headers(raw_headers)
-            result = self._call_locked(self._hm, self._refs[0], _ONE, self._decode_message)
-            del keep  # the header values stayed alive for the call
-            return result
-        finally:
-            self._lock.release()
+        with Batch(self) as batch:
+            return batch._message(payload, raw_sender, raw_headers, request)
 
     def handle_callback(self, request_id: int, outcome: bytes | RequestError) -> CallResult:
         """Deliver the outcome of the guest's earlier ``request`` with ``request_id``."""
+        with Batch(self) as batch:
+            return batch.handle_callback(request_id, outcome)
+
+    def batch(self) -> Batch:
+        """Several calls under one lock and one set-up (the actor layer's turn)::
+
+            with instance.batch() as batch:
+                for payload in payloads:
+                    result = batch.handle_message(payload)
+
+        Each call is checked and budgeted exactly as a single call is; only
+        the lock and the host functions' routing are taken once. Raises
+        :class:`InstanceBusyError` when another thread is calling."""
+        return Batch(self)
+
+    def _set_message(
+        self,
+        payload: bytes,
+        raw_sender: bytes | None,
+        raw_headers: list[tuple[bytes, bytes]],
+        request: bool,
+    ) -> object:
+        """Write one message into the shared argument block (the lock is held);
+        returns what must stay alive until the call returns."""
+        data = abi.to_guest(payload)
+        pstr = self._payload_str
+        pstr.size = len(data)
+        pstr.data = data  # a c_char_p field: it keeps ``data`` alive too
+        mem = self._entries_mem
+        if raw_sender is None:
+            _PTR.pack_into(mem, _SENDER_AT, 0)
+        else:
+            self._sender_val.of.str.size = len(raw_sender)
+            self._sender_val.of.str.data = raw_sender
+            _PTR.pack_into(mem, _SENDER_AT, self._sender_addr)
+        _PAIR.pack_into(mem, _KIND_AT, *self._kind_values[request])
+        if not raw_headers:
+            _PAIR.pack_into(mem, _HEADERS_AT, 0, self._no_headers_addr)
+            return None
+        return self._set_headers(raw_headers)
+
+    def _set_callback(self, request_id: int, outcome: bytes | RequestError) -> None:
         if not isinstance(outcome, RequestError):
             if type(outcome) is not bytes:
                 raise InvalidMessageError(f"a reply is bytes, not {type(outcome).__name__}")
@@ -236,42 +278,36 @@ class Instance:
                 raise PayloadTooLargeError(
                     f"reply of {len(outcome)} bytes exceeds the limit of {self.limits.max_payload}"
                 )
-        if not self._lock.acquire(blocking=False):
-            raise InstanceBusyError
-        try:
-            args = self._hc_args
-            args[0].of.u64 = request_id
-            res = args[1].of.result
-            inner = self._hc_inner
-            if isinstance(outcome, RequestError):
-                res.is_ok = False
-                inner.kind = abi.VARIANT
-                name = outcome.reason.value.encode()
-                inner.of.variant.discriminant.size = len(name)
-                inner.of.variant.discriminant.data = name
-                if outcome.reason == "timeout":
-                    inner.of.variant.val = None
-                else:
-                    detail = outcome.detail.encode(errors="replace")
-                    self._hc_detail.of.str.size = len(detail)
-                    self._hc_detail.of.str.data = detail
-                    inner.of.variant.val = ctypes.addressof(self._hc_detail)
+        args = self._hc_args
+        args[0].of.u64 = request_id
+        res = args[1].of.result
+        inner = self._hc_inner
+        if isinstance(outcome, RequestError):
+            res.is_ok = False
+            inner.kind = abi.VARIANT
+            name = outcome.reason.value.encode()
+            inner.of.variant.discriminant.size = len(name)
+            inner.of.variant.discriminant.data = name
+            if outcome.reason == "timeout":
+                inner.of.variant.val = None
             else:
-                data = abi.to_guest(outcome)
-                res.is_ok = True
-                inner.kind = abi.STRING
-                inner.of.str.size = len(data)
-                inner.of.str.data = data
-            res.val = ctypes.addressof(inner)
-            return self._call_locked(self._hc, self._refs[1], _TWO, self._decode_unit)
-        finally:
-            self._lock.release()
+                detail = outcome.detail.encode(errors="replace")
+                self._hc_detail.of.str.size = len(detail)
+                self._hc_detail.of.str.data = detail
+                inner.of.variant.val = ctypes.addressof(self._hc_detail)
+        else:
+            data = abi.to_guest(outcome)
+            res.is_ok = True
+            inner.kind = abi.STRING
+            inner.of.str.size = len(data)
+            inner.of.str.data = data
+        res.val = ctypes.addressof(inner)
 
     def _set_headers(self, headers: list[tuple[bytes, bytes]]) -> object:
         vec = self._headers_vec
         if not headers:
             vec.size = 0
-            vec.data = ctypes.addressof(self._no_headers)
+            vec.data = self._no_headers_addr
             return None
         tuples = (abi.Val * len(headers))()
         pairs = (abi.Val * (2 * len(headers)))()
@@ -288,9 +324,11 @@ class Instance:
         vec.data = ctypes.addressof(tuples)
         return (tuples, pairs, headers)
 
-    def _call_locked(
+    def _call(
         self, func: c_void_p, args: c_void_p, nargs: c_size_t, decode: Callable[[int], Outcome]
     ) -> CallResult:
+        # The lock is held and the call state installed (a Batch). Only
+        # func_call releases the GIL: the bookkeeping calls around it keep it.
         if self.crash is not None:
             raise InstanceBrokenError(
                 f"{self.component.name} crashed earlier ({self.crash.kind}); instantiate the component again"
@@ -302,25 +340,21 @@ class Instance:
         state.begin()
         abi.set_fuel(ctx, self._fuel)
         abi.set_epoch_deadline(ctx, self._ticks)
-        outer = current()  # a call made from inside another's host function (a logger, an audit hook)
-        install(state)
         self._output.mark()
-        start = time.perf_counter()
+        start = perf_counter()
+        err = abi.func_call(func, ctx, args, nargs, self._result_ref, _ONE)
+        elapsed = perf_counter() - start
+        if err:
+            return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
+        # post-return ran inside func_call (wasmtime >= 43): the result is ours.
         try:
-            err = abi.func_call(func, ctx, args, nargs, self._refs[2], _ONE)
-            elapsed = time.perf_counter() - start
-            if err:
-                return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
             outcome = decode(self._result_addr)
-            abi.val_delete(self._refs[2])
-            self._result.kind = abi.BOOL  # wasmtime drops the old result on the next call
-            err = abi.func_post_return(func, ctx)
-            if err:
-                return self._crashed(classify(ffi_error(err), state.fault, self._output), elapsed)
         finally:
-            install(outer)
-        self._settle_logs()
-        abi.get_fuel(ctx, byref(self._remaining))
+            abi.val_delete(self._result_ref)
+            self._result.kind = abi.BOOL  # wasmtime drops the old result on the next call
+        if state.log_dropped:
+            self._settle_logs()
+        abi.get_fuel(ctx, self._remaining_ref)
         fuel = self.limits.fuel - self._remaining.value
         if state.txn is not None:
             try:
@@ -328,9 +362,8 @@ class Instance:
             except StorageError as exc:
                 crash = Crash(CrashKind.HOST_FAULT, f"storage commit failed: {exc}")
                 return self._crashed(crash, elapsed)
-        outbox = tuple(state.outbox)
-        state.outbox = []
-        return CallResult(outcome, fuel, elapsed, outbox, state.stop)
+        outbox = state.outbox
+        return CallResult(outcome, fuel, elapsed, tuple(outbox) if outbox else (), state.stop)
 
     def _crashed(self, crash: Crash, elapsed: float) -> CallResult:
         state = self._state
@@ -339,7 +372,7 @@ class Instance:
         state.begin()
         self.crash = crash
         # What the call burnt before it crashed (all of it for fuel exhaustion).
-        abi.get_fuel(self._ctx, byref(self._remaining))
+        abi.get_fuel(self._ctx, self._remaining_ref)
         fuel = self.limits.fuel - self._remaining.value
         if fault is not None and not isinstance(fault, Exception):
             raise fault  # KeyboardInterrupt, SystemExit...: the crash is recorded, don't swallow
@@ -358,13 +391,13 @@ class Instance:
     # -- result decoding (wasmtime-owned memory, read in place) ----------------
 
     def _decode_message(self, addr: int) -> Outcome:
-        # result<option<payload>, app-error>; few reads: each string_at is a ctypes call.
-        _, is_ok, inner = abi.RESULT_LAYOUT.unpack(ctypes.string_at(addr, 24))
+        # result<option<payload>, app-error>, read in place (abi.MEMORY).
+        _, is_ok, inner = _RESULT.unpack_from(_MEMORY, addr)
         if not is_ok:
             return self._app_error(inner)
-        _, some = abi.OPTION_LAYOUT.unpack(ctypes.string_at(inner, 16))
+        _, some = _OPTION.unpack_from(_MEMORY, inner)
         if not some:
-            return Success(None)
+            return _NO_REPLY
         reply = abi.from_guest(abi.read_string(some))
         if reply is None:
             return AppError(_NOT_BYTES)
@@ -374,8 +407,8 @@ class Instance:
 
     def _decode_unit(self, addr: int) -> Outcome:
         # result<_, app-error>
-        _, is_ok, inner = abi.RESULT_LAYOUT.unpack(ctypes.string_at(addr, 24))
-        return Success(None) if is_ok else self._app_error(inner)
+        _, is_ok, inner = _RESULT.unpack_from(_MEMORY, addr)
+        return _NO_REPLY if is_ok else self._app_error(inner)
 
     @staticmethod
     def _app_error(record_addr: int) -> AppError:
@@ -416,3 +449,67 @@ class Instance:
         self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class Batch:
+    """Calls into one instance under one lock: see :meth:`Instance.batch`.
+
+    Entering takes the instance's lock (or raises :class:`InstanceBusyError`)
+    and routes host functions on this thread to the instance; leaving undoes
+    both. The calls are those of :class:`Instance`, with the same checks."""
+
+    __slots__ = ("_instance", "_open", "_outer")
+
+    def __init__(self, instance: Instance) -> None:
+        self._instance = instance
+        self._open = False
+        self._outer: CallState | None = None
+
+    def __enter__(self) -> Batch:
+        instance = self._instance
+        if not instance._lock.acquire(blocking=False):
+            raise InstanceBusyError
+        # A call made from inside another's host function (a logger, an
+        # audit hook) restores the outer call's state when it ends.
+        self._outer = current()
+        install(instance._state)
+        self._open = True
+        return self
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._open = False
+        install(self._outer)
+        self._instance._lock.release()
+
+    def handle_message(
+        self,
+        payload: bytes,
+        *,
+        sender: str | None = None,
+        request: bool = False,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> CallResult:
+        """As :meth:`Instance.handle_message`."""
+        raw_sender, raw_headers = encode_metadata(self._instance.limits, payload, sender, headers)
+        return self._message(payload, raw_sender, raw_headers, request)
+
+    def handle_callback(self, request_id: int, outcome: bytes | RequestError) -> CallResult:
+        """As :meth:`Instance.handle_callback`."""
+        if not self._open:
+            raise InstanceClosedError("this batch is closed; open another with Instance.batch()")
+        instance = self._instance
+        instance._set_callback(request_id, outcome)
+        return instance._call(instance._hc, instance._hc_args_ref, _TWO, instance._decode_unit)
+
+    def _message(
+        self, payload: bytes, raw_sender: bytes | None, raw_headers: list[tuple[bytes, bytes]], request: bool
+    ) -> CallResult:
+        if not self._open:
+            raise InstanceClosedError("this batch is closed; open another with Instance.batch()")
+        instance = self._instance
+        keep = instance._set_message(payload, raw_sender, raw_headers, request)
+        result = instance._call(instance._hm, instance._hm_args_ref, _ONE, instance._decode_message)
+        del keep  # the header values stayed alive for the call
+        return result

@@ -382,3 +382,33 @@ async def test_answer_to_a_request_reaches_the_restarted_requester(
         await probe.done.wait()
     assert probe.seen == [b"1 ok seen ping"]
     assert k.stats().restarts == 1
+
+
+async def test_a_send_that_waits_for_room_holds_back_the_rest_of_the_turn(
+    engine: Engine, kitchen: Component
+) -> None:
+    """Once a guest's send must wait for mailbox room, its later sends and its
+    reply wait behind it and arrive in order, none overtaking another."""
+    async with ActorSystem(engine=engine, storage=MemoryStorage(), push_timeout=30) as system:
+        gate = Gate()
+        g = await system.spawn_native("gate", gate, mailbox_size=1)
+        await g.tell(b"first")
+        await anyio.wait_all_tasks_blocked()  # the gate's handler holds "first"
+        k = await system.spawn("k", kitchen, limits=PY)
+        answers: list[bytes] = []
+
+        async def ask() -> None:
+            answers.append(await k.ask(b"send-many gate 3", timeout=30))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            with anyio.fail_after(10):
+                while k.stats().handled < 1:  # the turn ran; "0" filled the mailbox, "1" waits
+                    await anyio.wait_all_tasks_blocked()
+            await anyio.wait_all_tasks_blocked()
+            assert answers == []  # the reply waits behind the send that waits
+            assert g.stats().mailbox_depth == 1
+            gate.open.set()
+        assert answers == [b"sent"]
+        await system.wait_idle()
+        assert gate.seen == [b"first", b"0", b"1", b"2"]

@@ -31,7 +31,9 @@ def test_every_scenario_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     for title in (
         "round trip",
         "One actor",
+        "Scaling: WAT echo actors",
         "Pipeline",
+        "WAT forwarders, trio",
         "Fan-out",
         "An actor's life",
         "cost of the limits",
@@ -43,6 +45,8 @@ def test_every_scenario_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     assert "hand-written notes" in text
     assert "\nold\n" not in text
     assert "### The bars" in text
+    assert "4-stage pipeline of WAT forwarders" in text  # issue 11's bars
+    assert "ask p50 ≤ 1.5x the anyio memory-stream floor's, same run (trio)" in text
     if importlib.util.find_spec("matplotlib"):  # the bench extra: plots beside the report
         assert (tmp_path / "benchmarks" / "calls.png").stat().st_size > 0
         assert "![" in text

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def test_runtime_public_names() -> None:
     """wasmactors.runtime exports exactly its documented API."""
     assert sorted(wasmactors.runtime.__all__) == [
-        "AppError", "CallResult", "CompileError", "Component", "ComponentError", "ComponentInfo",
+        "AppError", "Batch", "CallResult", "CompileError", "Component", "ComponentError", "ComponentInfo",
         "CoreModuleError", "Crash", "CrashKind", "Engine", "GiB", "GuestBuild", "HostCall", "HostContext",
         "ImportMismatchError", "Instance", "InstanceBrokenError",
         "InstanceBusyError", "InstanceClosedError", "InstantiationError", "InvalidMessageError", "KiB",
