@@ -197,6 +197,22 @@ async def test_a_transient_component_that_stops_is_removed(
         await ref.ask(b"x", timeout=5)
 
 
+async def test_stopping_over_and_over_counts_against_the_restart_intensity(
+    system: ActorSystem, stopper: Component
+) -> None:
+    """Hostile: a PERMANENT component that stops on every message is restarted
+    each time, and those restarts count in its supervisor's intensity as a
+    crash's would: past ``max_restarts`` the supervisor gives up."""
+    sup = await system.spawn_supervisor("w", max_restarts=2, within=60)
+    ref = await sup.spawn("p", stopper, limits=WAT, restart=PERMANENT)
+    async with system.events() as events:
+        for _ in range(3):
+            ref.tell_nowait(b"stop")
+        gave_up = await next_event(events, {EventKind.GAVE_UP}, "w")
+    assert "more than 2 restarts" in gave_up.detail
+    assert "w/p normal" in gave_up.detail
+
+
 async def test_a_transient_component_that_crashes_after_stop_is_restarted(
     system: ActorSystem, stopper: Component
 ) -> None:

@@ -25,6 +25,8 @@ WRONG_TYPES = [
     ("storage", "get", '(func (param "key" u32) (result u32))'),
     ("storage", "keys", '(func (param "prefix" string) (result (list u8)))'),
     ("storage", "delete", '(func (param "key" string) (param "extra" string) (result bool))'),
+    ("lifecycle", "stop", '(func (param "code" u32))'),
+    ("lifecycle", "stop", "(func (result bool))"),
 ]
 
 
@@ -69,6 +71,7 @@ def test_inspect_names_the_mismatch(engine: Engine) -> None:
             "wasi:cli/environment@9.9.9",
         ),
         (_import("storage", "drop-all", "(func)"), "wasmactors:actor/storage@0.1.0#drop-all"),
+        (_import("lifecycle", "restart", "(func)"), "wasmactors:actor/lifecycle@0.1.0#restart"),
         ('(import "wasmactors:actor/admin@0.1.0" (instance))', "wasmactors:actor/admin@0.1.0"),
         ('(import "wasmactors:actor/storage@0.1.0" (func))', "wasmactors:actor/storage@0.1.0"),
     ],
@@ -136,6 +139,7 @@ _LOWER = (
     ("iface", "func", "ty", "core", "call"),
     [
         ("messaging", "send", "(func)", "(func $f)", "(call $f)"),
+        ("lifecycle", "stop", '(func (param "n" u32))', "(func $f (param i32))", "(call $f (i32.const 7))"),
         (
             "storage",
             "set",
