@@ -1,9 +1,11 @@
 """Messages between actors: envelopes, addresses, the transport, and typed
 payload codecs."""
 
+from ._cluster import Cluster
 from ._codec import Codec
 from ._envelope import Callback, Envelope, Kind, Reply, Request, Tell, decode_envelope, encode_envelope
 from ._errors import MessagingError, PayloadDecodeError, PayloadEncodeError
+from ._node import ClusterSink, ClusterTransport
 from ._transport import (
     DeliveryFailure,
     Endpoint,
@@ -14,9 +16,13 @@ from ._transport import (
     check_name,
     child_address,
 )
+from ._wire import WireError
 
 __all__ = [
     "Callback",
+    "Cluster",
+    "ClusterSink",
+    "ClusterTransport",
     "Codec",
     "DeliveryFailure",
     "Endpoint",
@@ -32,6 +38,7 @@ __all__ = [
     "Request",
     "Tell",
     "Transport",
+    "WireError",
     "check_name",
     "child_address",
     "decode_envelope",

@@ -1,0 +1,220 @@
+"""A nats-py client on its own asyncio loop, in a dedicated thread.
+
+nats-py is asyncio-only. Rather than two code paths (the caller's loop under
+asyncio, a thread under trio) the client always runs on a private loop in a
+daemon thread, and the caller's loop (asyncio or trio) talks to it through
+two lock-free queues, each drained in batches:
+
+* outbound publishes: :meth:`NatsBridge.publish` appends to a deque and, if no
+  drain is scheduled, schedules one on the NATS loop (one thread wake-up per
+  batch, not per message);
+* inbound messages: subscription callbacks append to a deque on the NATS loop
+  and wake the caller's loop the same way; :meth:`NatsBridge.inbound` hands
+  the batch to one task there.
+
+The cost was measured against nats-py on the caller's own loop:
+docs/cluster.md has the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+
+__all__ = ["Incoming", "NatsBridge"]
+
+T = TypeVar("T")
+
+
+class Incoming(NamedTuple):
+    """A message received from NATS, as plain values."""
+
+    subject: str
+    reply: str
+    data: bytes
+    #: The NATS status header (``"503"`` for no responders), or ``""``.
+    status: str
+
+
+def _waker() -> Callable[[Callable[[], object]], None]:
+    """Schedule a callback on the current (caller's) event loop from any thread.
+    The one place that knows which backend runs the caller."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+
+        def soon_trio(callback: Callable[[], object]) -> None:
+            with contextlib.suppress(trio.RunFinishedError):  # the caller's loop ended
+                token.run_sync_soon(callback)
+
+        return soon_trio
+
+    def soon_asyncio(callback: Callable[[], object]) -> None:
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed
+            loop.call_soon_threadsafe(callback)
+
+    return soon_asyncio
+
+
+class NatsBridge:
+    """Owns a nats-py connection on a private loop; used from the caller's loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="wasmactors-nats", daemon=True)
+        self._nc: Client | None = None
+        self._out: collections.deque[tuple[str, bytes, str]] = collections.deque()
+        self._out_scheduled = False
+        self._in: collections.deque[Incoming] = collections.deque()
+        self._in_scheduled = False
+        self._in_event: anyio.Event | None = None
+        self._wake: Callable[[Callable[[], object]], None] | None = None
+        self._subs: dict[str, Subscription] = {}
+        self._closed = False
+
+    # -- lifetime (caller's loop) ------------------------------------------------
+
+    async def connect(self, servers: str | list[str], **options: Any) -> None:
+        import nats
+
+        self._wake = _waker()
+        self._in_event = anyio.Event()
+        self._thread.start()
+        self._nc = await self.call(nats.connect(servers, **options))
+
+    @property
+    def client(self) -> Client:
+        """The nats-py client: use it only inside coroutines given to :meth:`call`."""
+        assert self._nc is not None, "connect() first"
+        return self._nc
+
+    async def aclose(self, *, drain: bool = True) -> None:
+        """Flush what is queued and close the connection (``drain=False``: drop
+        it at once, as a crash would), then end the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        nc = self._nc
+        if nc is not None and not nc.is_closed:
+
+            async def finish() -> None:
+                await self._drain_out()
+                if drain:
+                    await nc.flush(timeout=2)
+                await nc.close()
+
+            with anyio.CancelScope(shield=True):
+                with contextlib.suppress(Exception):  # a broken connection is closed either way
+                    await self.call(finish())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await anyio.to_thread.run_sync(self._thread.join, 5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    # -- calls into the NATS loop -------------------------------------------------
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the NATS loop and wait for its result here."""
+        assert self._wake is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        done = anyio.Event()
+        wake = self._wake
+        future.add_done_callback(lambda _: wake(done.set))
+        try:
+            await done.wait()
+        except BaseException:
+            future.cancel()
+            raise
+        return future.result()
+
+    def publish(self, subject: str, data: bytes, reply: str = "") -> None:
+        """Queue a publish; never waits (batched onto the NATS loop)."""
+        self._out.append((subject, data, reply))
+        if not self._out_scheduled:
+            self._out_scheduled = True
+            with contextlib.suppress(RuntimeError):  # closed: lost, as after a crash
+                self._loop.call_soon_threadsafe(self._schedule_drain)
+
+    def _schedule_drain(self) -> None:
+        self._loop.create_task(self._drain_out())
+
+    async def _drain_out(self) -> None:
+        self._out_scheduled = False
+        nc = self._nc
+        out = self._out
+        while out:
+            subject, data, reply = out.popleft()
+            if nc is None or nc.is_closed:
+                continue
+            try:
+                await nc.publish(subject, data, reply=reply)
+            except Exception:  # noqa: BLE001 - a publish on a broken connection is lost, as on a crash
+                continue
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    async def subscribe(self, subject: str) -> None:
+        """Deliver messages on ``subject`` to :meth:`inbound`; returns once the
+        server has the subscription (a round trip)."""
+
+        async def sub() -> None:
+            nc = self.client
+            self._subs[subject] = await nc.subscribe(subject, cb=self._received)
+            await nc.flush(timeout=5)
+
+        await self.call(sub())
+
+    def unsubscribe(self, subject: str) -> None:
+        """Drop a subscription (scheduled; never waits)."""
+
+        def unsub() -> None:
+            sub = self._subs.pop(subject, None)
+            if sub is not None:
+                self._loop.create_task(_quietly(sub.unsubscribe()))
+
+        with contextlib.suppress(RuntimeError):  # closed: nothing to drop
+            self._loop.call_soon_threadsafe(unsub)
+
+    async def _received(self, msg: Msg) -> None:
+        headers = msg.headers
+        status = headers.get("Status", "") if headers else ""
+        self._in.append(Incoming(msg.subject, msg.reply, msg.data, status))
+        if not self._in_scheduled:
+            self._in_scheduled = True
+            assert self._wake is not None
+            self._wake(self._set_in)
+
+    def _set_in(self) -> None:
+        if self._in_event is not None:
+            self._in_event.set()
+
+    async def inbound(self) -> list[Incoming]:
+        """Wait for the next batch of received messages (one task calls this)."""
+        assert self._in_event is not None
+        await self._in_event.wait()
+        self._in_event = anyio.Event()
+        self._in_scheduled = False
+        batch = []
+        while self._in:
+            batch.append(self._in.popleft())
+        return batch
+
+
+async def _quietly(awaitable: Awaitable[object]) -> None:
+    with contextlib.suppress(Exception):  # unsubscribing from a closed connection
+        await awaitable

@@ -1,0 +1,265 @@
+"""Name ownership in a JetStream key-value bucket, with leases.
+
+One bucket per cluster (``<prefix>-names``) whose ``ttl`` (the stream's
+``max_age``) is the lease. Keys::
+
+    a.<address tokens>   value: the owning node's name
+    n.<node token>       value: a msgpack :class:`NodeInfo` (the node is alive)
+
+* **Claim**: ``create`` (compare-and-set on "no value"): of two nodes claiming
+  one name exactly one succeeds; the other gets :class:`NameTakenError`.
+* **Lease**: the owning node rewrites each of its keys every ``lease / 3``
+  seconds with ``update(last=revision)`` (compare-and-set again: a node whose
+  lease lapsed while it was paused learns it lost the name instead of
+  overwriting the new owner). A key not rewritten for ``lease`` seconds is
+  removed by the server (``max_age``) and counts as free everywhere at once,
+  because every node also ignores entries it has not seen rewritten within
+  the lease.
+* **Release**: at a normal stop the node deletes its keys.
+
+Every node watches the whole bucket, so :meth:`Leases.owner` answers from
+memory. The watch runs on the NATS loop and writes plain dict entries; the
+caller's loop only reads them (one writer, atomic dict operations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ._transport import NameTakenError
+from ._wire import address_token, token_address
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
+
+    from ._bridge import NatsBridge
+
+__all__ = ["Leases", "NodeInfo"]
+
+log = logging.getLogger("wasmactors.cluster")
+
+
+class NodeInfo(msgspec.Struct, frozen=True):
+    """What a node says about itself in the bucket."""
+
+    node: str
+    host: str
+    pid: int
+    #: When it joined (``time.time()``).
+    started: float
+
+
+_node_info = msgspec.msgpack.Decoder(NodeInfo)
+
+
+class Leases:
+    """This node's claims, and every node's, as seen through the bucket."""
+
+    def __init__(self, bridge: NatsBridge, *, bucket: str, node: str, lease: float) -> None:
+        self._bridge = bridge
+        self.bucket = bucket
+        self.node = node
+        self.lease = lease
+        self._kv: KeyValue | None = None
+        #: key -> (value, monotonic time last written), written by the watch only.
+        self._seen: dict[str, tuple[bytes, float]] = {}
+        #: This node's keys -> their last revision.
+        self._mine: dict[str, int] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._renew: asyncio.Task[None] | None = None
+        self._synced = asyncio.Event()
+
+    # -- lifetime ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Bind (or create) the bucket, start watching it, register this node."""
+        await self._bridge.call(self._open())
+
+    async def _open(self) -> None:
+        from nats.js.api import KeyValueConfig
+        from nats.js.errors import BucketNotFoundError
+
+        js = self._bridge.client.jetstream()
+        try:
+            self._kv = await js.key_value(self.bucket)
+        except BucketNotFoundError:
+            self._kv = await js.create_key_value(
+                KeyValueConfig(bucket=self.bucket, ttl=self.lease, history=1)
+            )
+        ttl = (await self._kv.status()).ttl
+        if ttl and abs(ttl - self.lease) > 1e-3:
+            # The bucket's ttl is the lease: the cluster's first node chose it.
+            log.warning("bucket %s has a lease of %g s, not %g s: using it", self.bucket, ttl, self.lease)
+            self.lease = ttl
+        loop = asyncio.get_running_loop()
+        self._watch = loop.create_task(self._watching())
+        await asyncio.wait_for(self._synced.wait(), 10)
+        info = NodeInfo(self.node, socket.gethostname(), os.getpid(), time.time())
+        key = self._node_key(self.node)
+        try:
+            self._mine[key] = await self._kv.create(key, msgspec.msgpack.encode(info))
+        except Exception as exc:
+            raise NameTakenError(f"a node named {self.node!r} is already in the cluster") from exc
+        self._renew = loop.create_task(self._renewing())
+
+    async def close(self, *, release: bool) -> None:
+        """Stop renewing; ``release``: delete this node's keys (a normal stop)."""
+        await self._bridge.call(self._close(release))
+
+    async def _close(self, release: bool) -> None:
+        for task in (self._renew, self._watch):
+            if task is not None:
+                task.cancel()
+        if release and self._kv is not None:
+            kv = self._kv
+            await asyncio.gather(
+                *(kv.delete(key, last=rev) for key, rev in self._mine.items()), return_exceptions=True
+            )
+        self._mine.clear()
+
+    # -- claims (caller's loop) ---------------------------------------------------
+
+    async def claim(self, address: str) -> None:
+        """Own ``address`` cluster-wide, or raise :class:`NameTakenError`."""
+        key = self._actor_key(address)
+
+        async def create() -> int:
+            from nats.js.errors import KeyWrongLastSequenceError
+
+            assert self._kv is not None
+            try:
+                return await self._kv.create(key, self.node.encode())
+            except KeyWrongLastSequenceError:
+                raise NameTakenError(
+                    f"an actor named {address!r} already exists on node {self.owner(address) or '?'}"
+                ) from None
+
+        self._mine[key] = await self._bridge.call(create())
+        self._seen[key] = (self.node.encode(), time.monotonic())
+
+    def release(self, address: str) -> None:
+        """Give ``address`` up (scheduled on the NATS loop; never waits)."""
+        key = self._actor_key(address)
+        rev = self._mine.pop(key, None)
+        if rev is None or self._kv is None:
+            return
+        kv = self._kv
+
+        async def delete() -> None:
+            try:
+                await kv.delete(key, last=rev)
+            except Exception as exc:  # noqa: BLE001 - lost already (a lapsed lease): nothing to free
+                log.debug("release of %s: %s", address, exc)
+
+        asyncio.run_coroutine_threadsafe(delete(), self._bridge._loop)
+
+    # -- what the bucket says -------------------------------------------------------
+
+    def owner(self, address: str) -> str | None:
+        """The node that owns ``address`` under a live lease, if any."""
+        entry = self._seen.get(self._actor_key(address))
+        if entry is None or time.monotonic() - entry[1] > self.lease:
+            return None
+        return entry[0].decode(errors="replace")
+
+    async def lookup(self, address: str) -> str | None:
+        """The owner of ``address`` as the bucket has it now (a round trip)."""
+        key = self._actor_key(address)
+
+        async def get() -> bytes | None:
+            from nats.js.errors import KeyNotFoundError
+
+            assert self._kv is not None
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                return None
+            return entry.value
+
+        value = await self._bridge.call(get())
+        return None if value is None else value.decode(errors="replace")
+
+    def owns(self, address: str) -> bool:
+        return self._actor_key(address) in self._mine
+
+    def actors(self) -> dict[str, str]:
+        """Every actor with a live lease: address -> node."""
+        now = time.monotonic()
+        return {
+            token_address(key[2:]): value.decode(errors="replace")
+            for key, (value, seen) in list(self._seen.items())
+            if key.startswith("a.") and now - seen <= self.lease
+        }
+
+    def nodes(self) -> dict[str, NodeInfo | None]:
+        """Every node with a live lease (``None``: its entry did not decode)."""
+        now = time.monotonic()
+        out: dict[str, NodeInfo | None] = {}
+        for key, (value, seen) in list(self._seen.items()):
+            if key.startswith("n.") and now - seen <= self.lease:
+                try:
+                    out[token_address(key[2:])] = _node_info.decode(value)
+                except msgspec.DecodeError:
+                    out[token_address(key[2:])] = None
+        return out
+
+    @staticmethod
+    def _actor_key(address: str) -> str:
+        return "a." + address_token(address)
+
+    @staticmethod
+    def _node_key(node: str) -> str:
+        return "n." + address_token(node)
+
+    # -- tasks on the NATS loop ---------------------------------------------------
+
+    async def _watching(self) -> None:
+        assert self._kv is not None
+        watcher = await self._kv.watchall()
+        while True:
+            try:
+                entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
+            except TimeoutError:
+                continue
+            if entry is None:  # the initial values are all in
+                self._synced.set()
+                continue
+            if entry.operation in ("DEL", "PURGE") or entry.value is None:
+                self._seen.pop(entry.key, None)
+            else:
+                self._seen[entry.key] = (entry.value, time.monotonic())
+
+    async def _renewing(self) -> None:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        assert self._kv is not None
+        kv = self._kv
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            keys = list(self._mine.items())
+            results = await asyncio.gather(
+                *(kv.update(key, self._value(key), last=rev) for key, rev in keys), return_exceptions=True
+            )
+            for (key, _), result in zip(keys, results, strict=True):
+                if key not in self._mine:
+                    continue  # released meanwhile
+                if isinstance(result, int):
+                    self._mine[key] = result
+                elif isinstance(result, KeyWrongLastSequenceError):
+                    log.error("node %s lost %s: its lease lapsed and another node took it", self.node, key)
+                    self._mine.pop(key, None)
+                else:
+                    log.warning("renewing %s failed: %s", key, result)
+
+    def _value(self, key: str) -> bytes:
+        if key.startswith("n."):
+            info = NodeInfo(self.node, socket.gethostname(), os.getpid(), time.time())
+            return msgspec.msgpack.encode(info)
+        return self.node.encode()
