@@ -117,6 +117,11 @@ class NatsBridge:
                 if drain:
                     await nc.flush(timeout=2)
                 await nc.close()
+                # nats-py leaves helper tasks (JetStream watchers) behind: end them here.
+                others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in others:
+                    task.cancel()
+                await asyncio.gather(*others, return_exceptions=True)
 
             with anyio.CancelScope(shield=True):
                 with contextlib.suppress(Exception):  # a broken connection is closed either way

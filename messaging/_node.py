@@ -166,11 +166,11 @@ class ClusterTransport:
     # -- the Transport protocol -------------------------------------------------------
 
     def knows(self, address: str) -> bool:
-        if address in self.registry:
-            return True
-        if address.startswith(_ASK):
-            return self._ask_node(address) is not None
-        return self.leases.owner(address) is not None
+        """Local addresses, and any address another node may own: the sending
+        node cannot tell one that does not exist from one claimed a moment
+        ago elsewhere, so the receiving side decides (no responders: an
+        ``unknown-recipient`` failure, dead letter or callback)."""
+        return address in self.registry or self._route(address) is not None
 
     def send_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
         endpoint = self.registry.lookup(envelope.recipient)
@@ -180,8 +180,6 @@ class ClusterTransport:
         if route is None:
             return DeliveryFailure.UNKNOWN_RECIPIENT
         subject, node = route
-        if not node and not envelope.recipient.startswith(_ASK):
-            return DeliveryFailure.UNKNOWN_RECIPIENT  # no live lease: nobody owns it
         if self._load[node] >= self.cluster.max_in_flight:
             return DeliveryFailure.MAILBOX_FULL
         sent = self._publish(envelope, subject, node, 0.0, None)

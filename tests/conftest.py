@@ -3,6 +3,7 @@ compiled guests, and the anyio backends every async test runs on."""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import pytest
@@ -73,3 +74,12 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     """One real nats-server with JetStream for the session; each test uses its
     own cluster prefix (subjects and bucket), so tests do not see each other."""
     yield from running_nats_server(tmp_path_factory.mktemp("jetstream"))
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A cluster namespace (subjects and KV bucket) of this test's own."""
+    return f"t{next(_prefixes)}"

@@ -8,13 +8,21 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from wasmactors.actors import ActorSystem
+from wasmactors.messaging import Cluster
+from wasmactors.messaging._bridge import NatsBridge
+from wasmactors.runtime import MemoryStorage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["NatsServer", "find_nats_server", "running_nats_server"]
+    from wasmactors.runtime import Engine
+
+__all__ = ["NatsServer", "find_nats_server", "node", "raw_client", "running_nats_server"]
 
 
 def find_nats_server() -> Path:
@@ -80,3 +88,26 @@ def running_nats_server(store: Path) -> Iterator[NatsServer]:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+@asynccontextmanager
+async def node(
+    server: NatsServer, engine: Engine, prefix: str, name: str, **options: Any
+) -> AsyncIterator[ActorSystem]:
+    """A node: an actor system joined to the test's cluster as ``name``."""
+    cluster = Cluster(server.url, node=name, prefix=prefix, **options)
+    async with ActorSystem(
+        engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5, cluster=cluster
+    ) as system:
+        yield system
+
+
+@asynccontextmanager
+async def raw_client(server: NatsServer) -> AsyncIterator[NatsBridge]:
+    """A plain NATS client (on its own thread, so it works under trio too)."""
+    bridge = NatsBridge()
+    await bridge.connect(server.url)
+    try:
+        yield bridge
+    finally:
+        await bridge.aclose()

@@ -3,13 +3,13 @@ nats-server: remote tell and ask behave as local ones, errors included."""
 
 from __future__ import annotations
 
-import itertools
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
+from tests.conftest import PY, WAT
+from tests.nats_server import node, raw_client
 from tests.support import Recorder
 from wasmactors.actors import (
     ActorAppError,
@@ -17,41 +17,21 @@ from wasmactors.actors import (
     ActorSystem,
     AskTimeoutError,
     DeadLetterReason,
+    MailboxFullError,
     Reject,
     UnknownActorError,
 )
-from wasmactors.messaging import Cluster, NameTakenError
-from wasmactors.messaging._bridge import NatsBridge
-from wasmactors.runtime import MemoryStorage
+from wasmactors.messaging import NameTakenError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import Mapping
 
     from tests.nats_server import NatsServer
     from wasmactors.actors import NativeContext
     from wasmactors.messaging import Envelope
-    from wasmactors.runtime import Engine
+    from wasmactors.runtime import Component, Engine
 
 pytestmark = pytest.mark.anyio
-
-_prefixes = itertools.count()
-
-
-@pytest.fixture
-def prefix(request: pytest.FixtureRequest) -> str:
-    """A cluster namespace of this test's own (subjects and KV bucket)."""
-    return f"t{next(_prefixes)}"
-
-
-@asynccontextmanager
-async def node(
-    server: NatsServer, engine: Engine, prefix: str, name: str, **options: object
-) -> AsyncIterator[ActorSystem]:
-    cluster = Cluster(server.url, node=name, prefix=prefix, **options)  # type: ignore[arg-type]
-    async with ActorSystem(
-        engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5, cluster=cluster
-    ) as system:
-        yield system
 
 
 class Calc:
@@ -147,17 +127,6 @@ async def test_stopped_actor_frees_its_name(nats_server: NatsServer, engine: Eng
             assert await a.ref("worker").ask(b"hi", timeout=5) == b"hi"
 
 
-@asynccontextmanager
-async def raw_client(server: NatsServer) -> AsyncIterator[NatsBridge]:
-    """A plain NATS client (on its own thread, so it works under trio too)."""
-    bridge = NatsBridge()
-    await bridge.connect(server.url)
-    try:
-        yield bridge
-    finally:
-        await bridge.aclose()
-
-
 async def test_garbage_on_an_actor_subject_is_a_dead_letter(
     nats_server: NatsServer, engine: Engine, prefix: str
 ) -> None:
@@ -170,3 +139,143 @@ async def test_garbage_on_an_actor_subject_is_a_dead_letter(
                 letter = await dead.receive()
         assert letter.reason is DeadLetterReason.INVALID_MESSAGE
         assert "frame" in letter.detail
+
+
+class Probe:
+    """Collects payloads; ``done`` is set once ``expected`` arrived."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.seen: list[bytes] = []
+        self.done = anyio.Event()
+
+    async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None:
+        self.seen.append(envelope.payload)
+        if len(self.seen) >= self.expected:
+            self.done.set()
+        return None
+
+
+async def test_guest_send_request_and_callback_across_nodes(
+    nats_server: NatsServer,
+    engine: Engine,
+    prefix: str,
+    kitchen: Component,
+    wat: Mapping[str, Component],
+) -> None:
+    """A guest's send and request reach actors on another node unchanged; replies,
+    crashes and unknown recipients come back as its callbacks."""
+    async with node(nats_server, engine, prefix, "a") as a, node(nats_server, engine, prefix, "b") as b:
+        await b.spawn("echo", wat["echo"], limits=WAT)
+        await b.spawn("crashing", wat["unreachable"], limits=WAT)
+        inbox = Probe(expected=1)
+        await b.spawn_native("inbox", inbox)
+        probe = Probe(expected=3)
+        await a.spawn_native("probe", probe)
+        k = await a.spawn("k", kitchen, limits=PY)
+        with anyio.fail_after(30):
+            assert await k.ask(b"send inbox hello there", timeout=10) == b"sent"
+            await inbox.done.wait()
+            assert await k.ask(b"request echo 5000 ping", timeout=10) == b"1"
+            assert await k.ask(b"request crashing 5000 ping", timeout=10) == b"2"
+            assert await k.ask(b"request nobody 5000 ping", timeout=10) == b"3"
+            await probe.done.wait()
+        assert inbox.seen == [b"hello there"]
+        assert sorted(probe.seen) == [
+            b"1 ok ping",
+            b"2 err RequestError_Crashed:trap",
+            b"3 err RequestError_UnknownRecipient:nobody",
+        ]
+
+
+async def test_backpressure_and_full_remote_mailbox(
+    nats_server: NatsServer, engine: Engine, prefix: str
+) -> None:
+    """A full remote mailbox is mailbox-full, as locally: an ask finds no room within its
+    timeout, a tell_nowait past the in-flight bound fails at once."""
+    gate = anyio.Event()
+
+    class Blocked:
+        async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None:
+            await gate.wait()
+            return b"ok"
+
+    async with (
+        node(nats_server, engine, prefix, "a", max_in_flight=2) as a,
+        node(nats_server, engine, prefix, "b") as b,
+    ):
+        await b.spawn_native("slow", Blocked(), mailbox_size=1)
+        ref = a.ref("slow")
+        with anyio.fail_after(20):
+            await ref.tell(b"1")  # being handled (blocked)
+            await ref.tell(b"2")  # fills the mailbox
+            with pytest.raises(AskTimeoutError, match="mailbox space"):
+                await ref.ask(b"3", timeout=0.3)
+            async with a.dead_letters() as dead:
+                ref.tell_nowait(b"4")  # in flight, answered mailbox-full
+                letter = await dead.receive()
+            assert letter.reason is DeadLetterReason.MAILBOX_FULL
+            assert letter.envelope.payload == b"4"
+            async with anyio.create_task_group() as tg:
+                # Two tells wait at b for room: a's two in-flight slots to b are taken.
+                tg.start_soon(ref.tell, b"5")
+                tg.start_soon(ref.tell, b"6")
+                while a.cluster is not None and a.cluster.statistics()["in_flight"] < 2:
+                    await anyio.lowlevel.checkpoint()
+                with pytest.raises(MailboxFullError):
+                    ref.tell_nowait(b"7")
+                gate.set()
+            assert await ref.ask(b"8", timeout=5) == b"ok"
+
+
+_DOOMED = """
+import sys, anyio
+from wasmactors.actors import ActorSystem
+from wasmactors.messaging import Cluster
+
+class Echo:
+    async def handle_message(self, envelope, context):
+        return envelope.payload
+
+async def main():
+    cluster = Cluster(sys.argv[1], node="doomed", prefix=sys.argv[2], lease=1.0)
+    async with ActorSystem(cluster=cluster) as system:
+        await system.spawn_native("held", Echo())
+        print("ready", flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+async def test_names_of_a_killed_node_are_freed_when_its_lease_lapses(
+    nats_server: NatsServer, engine: Engine, prefix: str
+) -> None:
+    """kill -9 of a node: its actors are unknown at once (no responders) and its names
+    are free to claim once the lease (1 s here) lapses."""
+    import sys
+
+    async with await anyio.open_process([sys.executable, "-c", _DOOMED, nats_server.url, prefix]) as process:
+        assert process.stdout is not None
+        with anyio.fail_after(30):
+            ready = b""
+            while not ready.endswith(b"\n"):
+                ready += await process.stdout.receive(1)
+        assert ready.strip() == b"ready"
+        async with node(nats_server, engine, prefix, "a", lease=1.0) as a:
+            with anyio.fail_after(20):
+                assert await a.ref("held").ask(b"hi", timeout=5) == b"hi"
+                with pytest.raises(NameTakenError):
+                    await a.spawn_native("held", Calc)
+                process.kill()
+                await process.wait()
+                with pytest.raises(UnknownActorError):
+                    await a.ref("held").ask(b"hi", timeout=5)
+                # The lease lapses on the server's clock: there is no event to wait for.
+                while True:
+                    try:
+                        await a.spawn_native("held", Calc)
+                        break
+                    except NameTakenError:
+                        await anyio.sleep(0.1)
+                assert await a.ref("held").ask(b"get", timeout=5) == b"0"
