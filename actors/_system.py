@@ -176,8 +176,9 @@ class ActorSystem:
                 await self.cluster.start(self._tg)
         except BaseException:
             self._tg.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
+            try:
                 await self._tg.__aexit__(None, None, None)
+            finally:
                 self._close_resources()
             raise
         await self._tg.start(self._run_root)

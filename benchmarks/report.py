@@ -172,6 +172,7 @@ def bars(r: dict[str, Any]) -> list[Bar]:
             Bar("actors", "1,000 idle Python-guest actors ≤ 4 GiB RSS", f"{idle:.2f} GiB", idle <= 4, "")
         )
     out += _timeout_bars(r)
+    out += _cluster_bars(r)
     elapsed = r.get("elapsed_s")
     if (
         elapsed
@@ -192,6 +193,41 @@ def bars(r: dict[str, Any]) -> list[Bar]:
                 f"{elapsed / 60:.1f} min",
                 elapsed < 600,
                 "",
+            )
+        )
+    return out
+
+
+def _cluster_bars(r: dict[str, Any]) -> list[Bar]:
+    rows = _get(r, "cluster", "rows")
+    if not rows:
+        return []
+    raw = rows["nats-py, caller's own asyncio loop"]
+    out = []
+    why = (
+        "Both nodes share this process, its GIL and its event loop, and each hop crosses two bridge "
+        "threads; an ask is a request frame, a delivery ack and a reply frame (docs/cluster.md)."
+    )
+    for backend in ("asyncio", "trio"):
+        ours = rows[f"wasmactors cross-node, {backend}"]
+        ratio = ours["ask_us"]["p50"] / raw["ask_us"]["p50"]
+        out.append(
+            Bar(
+                "cluster",
+                f"cross-node ask p50 ≤ 1.5x nats-py request/reply, {backend}",
+                f"{ours['ask_us']['p50']:.0f} µs vs {raw['ask_us']['p50']:.0f} µs ({ratio:.2f}x)",
+                ratio <= 1.5,
+                why,
+            )
+        )
+        ratio = ours["tells_per_s"] / raw["tells_per_s"]
+        out.append(
+            Bar(
+                "cluster",
+                f"cross-node tells ≥ 0.5x nats-py publish rate, {backend}",
+                f"{ours['tells_per_s']:,.0f}/s vs {raw['tells_per_s']:,.0f}/s ({ratio:.2f}x)",
+                ratio >= 0.5,
+                why,
             )
         )
     return out
@@ -316,6 +352,25 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
                     rows,
                 )
             )
+    if "cluster" in r:
+        cl = r["cluster"]
+        rows = [
+            [
+                name,
+                f"{row['ask_us']['p50']:.0f}",
+                f"{row['ask_us']['p99']:.0f}",
+                f"{row['tells_per_s']:,.0f}" if "tells_per_s" in row else "",
+            ]
+            for name, row in cl["rows"].items()
+        ]
+        tables.append(
+            (
+                f"Cluster: two nodes on one nats-server, 16 B messages ({cl['asks']:,} asks; "
+                f"{cl['tells']:,} tells from {cl['tellers']} tasks)",
+                ["", "ask p50 (µs)", "ask p99 (µs)", "tells/s"],
+                rows,
+            )
+        )
     return tables
 
 

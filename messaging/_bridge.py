@@ -184,6 +184,22 @@ class NatsBridge:
 
         await self.call(sub())
 
+    async def answer_pings(self, subject: str) -> None:
+        """Answer every request on ``subject`` with an empty reply, on the NATS
+        loop: other nodes ask whether this one is alive."""
+
+        async def pong(msg: Msg) -> None:
+            if msg.reply:
+                with contextlib.suppress(Exception):  # the asker is gone
+                    await msg.respond(b"")
+
+        async def sub() -> None:
+            nc = self.client
+            self._subs[subject] = await nc.subscribe(subject, cb=pong)
+            await nc.flush(timeout=5)
+
+        await self.call(sub())
+
     def unsubscribe(self, subject: str) -> None:
         """Drop a subscription (scheduled; never waits)."""
 

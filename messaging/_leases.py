@@ -15,6 +15,13 @@ One bucket per cluster (``<prefix>-names``) whose ``ttl`` (the stream's
   removed by the server (``max_age``) and counts as free everywhere at once,
   because every node also ignores entries it has not seen rewritten within
   the lease.
+* **Takeover**: a claim that finds the key taken asks the owning node
+  whether it is alive (a request to ``<prefix>.ping.<node>``). NATS answers
+  "no responders" at once when the node's connection is gone (a crash,
+  ``kill -9``): the claim then replaces the entry with compare-and-set on its
+  revision, so a restarted node (or any other) need not wait for the lease.
+  A node that does not answer in time counts as alive: only its lease frees
+  its names then (a paused process, a network split).
 * **Release**: at a normal stop the node deletes its keys.
 
 Every node watches the whole bucket, so :meth:`Leases.owner` answers from
@@ -37,6 +44,8 @@ from ._transport import NameTakenError
 from ._wire import address_token, token_address
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nats.js.kv import KeyValue
 
     from ._bridge import NatsBridge
@@ -62,8 +71,21 @@ _node_info = msgspec.msgpack.Decoder(NodeInfo)
 class Leases:
     """This node's claims, and every node's, as seen through the bucket."""
 
-    def __init__(self, bridge: NatsBridge, *, bucket: str, node: str, lease: float) -> None:
+    def __init__(
+        self,
+        bridge: NatsBridge,
+        *,
+        bucket: str,
+        node: str,
+        lease: float,
+        ping: Callable[[str], str],
+        lost: Callable[[str], None],
+    ) -> None:
+        #: Called (on the NATS loop) with an actor address whose name this node lost.
+        self._lost = lost
         self._bridge = bridge
+        #: The subject on which a node answers pings.
+        self._ping = ping
         self.bucket = bucket
         self.node = node
         self.lease = lease
@@ -101,12 +123,9 @@ class Leases:
         loop = asyncio.get_running_loop()
         self._watch = loop.create_task(self._watching())
         await asyncio.wait_for(self._synced.wait(), 10)
-        info = NodeInfo(self.node, socket.gethostname(), os.getpid(), time.time())
         key = self._node_key(self.node)
-        try:
-            self._mine[key] = await self._kv.create(key, msgspec.msgpack.encode(info))
-        except Exception as exc:
-            raise NameTakenError(f"a node named {self.node!r} is already in the cluster") from exc
+        taken = NameTakenError(f"a node named {self.node!r} is alive in the cluster")
+        self._mine[key] = await self._create_or_take(key, self._value(key), self.node, taken)
         self._renew = loop.create_task(self._renewing())
 
     async def close(self, *, release: bool) -> None:
@@ -131,12 +150,10 @@ class Leases:
         key = self._actor_key(address)
 
         async def create() -> int:
-            from nats.js.errors import KeyWrongLastSequenceError
-
-            assert self._kv is not None
+            value = self.node.encode()
             try:
-                return await self._kv.create(key, self.node.encode())
-            except KeyWrongLastSequenceError:
+                return await self._create_or_take(key, value, None, NameTakenError(""))
+            except NameTakenError:
                 raise NameTakenError(
                     f"an actor named {address!r} already exists on node {self.owner(address) or '?'}"
                 ) from None
@@ -218,7 +235,45 @@ class Leases:
     def _node_key(node: str) -> str:
         return "n." + address_token(node)
 
-    # -- tasks on the NATS loop ---------------------------------------------------
+    # -- on the NATS loop -----------------------------------------------------------
+
+    async def _create_or_take(self, key: str, value: bytes, owner: str | None, taken: NameTakenError) -> int:
+        """Create ``key``, or take it over from a node that is gone (see the
+        module docstring). ``owner``: the node to ask (default: the entry's value)."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        assert self._kv is not None
+        kv = self._kv
+        for _attempt in range(3):
+            try:
+                return await kv.create(key, value)
+            except KeyWrongLastSequenceError:
+                pass
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                continue  # removed meanwhile: try again
+            holder = owner or (entry.value or b"").decode(errors="replace")
+            # An entry of this node's own name that it does not hold is its dead
+            # predecessor's; any other holder is asked.
+            if (owner is not None or holder != self.node) and await self._alive(holder):
+                raise taken
+            try:
+                return await kv.update(key, value, last=entry.revision)
+            except KeyWrongLastSequenceError:
+                raise taken from None  # another node took it first
+        raise taken
+
+    async def _alive(self, node: str) -> bool:
+        from nats.errors import NoRespondersError
+
+        try:
+            await self._bridge.client.request(self._ping(node), b"", timeout=1.0)
+        except NoRespondersError:
+            return False
+        except Exception:  # noqa: BLE001 - a slow or unclear answer: count it as alive
+            return True
+        return True
 
     async def _watching(self) -> None:
         assert self._kv is not None
@@ -255,6 +310,8 @@ class Leases:
                 elif isinstance(result, KeyWrongLastSequenceError):
                     log.error("node %s lost %s: its lease lapsed and another node took it", self.node, key)
                     self._mine.pop(key, None)
+                    if key.startswith("a."):
+                        self._lost(token_address(key[2:]))
                 else:
                     log.warning("renewing %s failed: %s", key, result)
 

@@ -101,7 +101,15 @@ class ClusterTransport:
         self._inbox = f"{prefix}.node.{me}"
         self._acks = f"{prefix}.ack.{me}."
         self._bridge = NatsBridge()
-        self.leases = Leases(self._bridge, bucket=f"{prefix}-names", node=self.node, lease=cluster.lease)
+        self._pings = f"{prefix}.ping."
+        self.leases = Leases(
+            self._bridge,
+            bucket=f"{prefix}-names",
+            node=self.node,
+            lease=cluster.lease,
+            ping=lambda node: self._pings + address_token(node),
+            lost=lambda address: self._bridge.unsubscribe(self._act + address_token(address)),
+        )
         self._seq = itertools.count(1)
         self._pending: dict[int, _InFlight] = {}
         self._load: Counter[str] = Counter()
@@ -117,9 +125,11 @@ class ClusterTransport:
         """Connect, join the bucket and subscribe this node's inboxes; the
         receiving and expiry tasks run in ``tg``."""
         cluster = self.cluster
+        me = address_token(self.node)
         await self._bridge.connect(cluster.servers, **cluster.connect_options())
         try:
             await self.leases.open()
+            await self._bridge.answer_pings(self._pings + me)
             await self._bridge.subscribe(self._inbox)
             await self._bridge.subscribe(self._acks + "*")
         except BaseException:

@@ -248,21 +248,16 @@ anyio.run(main)
 """
 
 
-async def test_names_of_a_killed_node_are_freed_when_its_lease_lapses(
+async def test_a_killed_node_s_names_are_taken_over_at_once(
     nats_server: NatsServer, engine: Engine, prefix: str
 ) -> None:
-    """kill -9 of a node: its actors are unknown at once (no responders) and its names
-    are free to claim once the lease (1 s here) lapses."""
+    """kill -9 of a node: its actors are unknown at once (no responders), and its
+    names (its own too) can be claimed at once, since it no longer answers pings."""
     import sys
 
     async with await anyio.open_process([sys.executable, "-c", _DOOMED, nats_server.url, prefix]) as process:
-        assert process.stdout is not None
-        with anyio.fail_after(30):
-            ready = b""
-            while not ready.endswith(b"\n"):
-                ready += await process.stdout.receive(1)
-        assert ready.strip() == b"ready"
-        async with node(nats_server, engine, prefix, "a", lease=1.0) as a:
+        await _ready(process)
+        async with node(nats_server, engine, prefix, "a") as a:
             with anyio.fail_after(20):
                 assert await a.ref("held").ask(b"hi", timeout=5) == b"hi"
                 with pytest.raises(NameTakenError):
@@ -271,11 +266,47 @@ async def test_names_of_a_killed_node_are_freed_when_its_lease_lapses(
                 await process.wait()
                 with pytest.raises(UnknownActorError):
                     await a.ref("held").ask(b"hi", timeout=5)
-                # The lease lapses on the server's clock: there is no event to wait for.
-                while True:
-                    try:
-                        await a.spawn_native("held", Calc)
-                        break
-                    except NameTakenError:
-                        await anyio.sleep(0.1)
+                await a.spawn_native("held", Calc)
                 assert await a.ref("held").ask(b"get", timeout=5) == b"0"
+                # A node restarted under the dead one's name joins at once as well.
+                async with node(nats_server, engine, prefix, "doomed") as again:
+                    assert again.cluster is not None
+
+
+async def _ready(process: anyio.abc.Process) -> None:
+    assert process.stdout is not None
+    with anyio.fail_after(30):
+        ready = b""
+        while not ready.endswith(b"\n"):
+            ready += await process.stdout.receive(1)
+    assert ready.strip() == b"ready"
+
+
+async def test_names_of_a_paused_node_are_freed_when_its_lease_lapses(
+    nats_server: NatsServer, engine: Engine, prefix: str
+) -> None:
+    """A node that stops answering (SIGSTOP: connection open, no pings answered) keeps
+    its names until the lease (1 s here) lapses; then another node may claim them."""
+    import signal
+    import sys
+
+    async with await anyio.open_process([sys.executable, "-c", _DOOMED, nats_server.url, prefix]) as process:
+        await _ready(process)
+        async with node(nats_server, engine, prefix, "a", lease=1.0) as a:
+            with anyio.fail_after(30):
+                process.send_signal(signal.SIGSTOP)
+                try:
+                    with pytest.raises(NameTakenError):
+                        await a.spawn_native("held", Calc)
+                    # The lease lapses on the server's clock: there is no event to wait for.
+                    while True:
+                        try:
+                            await a.spawn_native("held", Calc)
+                            break
+                        except NameTakenError:
+                            await anyio.sleep(0.1)
+                finally:
+                    process.send_signal(signal.SIGCONT)
+                assert a.cluster is not None
+                assert a.cluster.leases.owner("held") == "a"
+                process.kill()
