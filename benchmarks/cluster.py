@@ -3,8 +3,8 @@ the same run.
 
 * ask round trip p50: wasmactors' cross-node ask to a native echo actor,
   against nats-py's own request/reply (a responder on a second connection),
-  with nats-py on the caller's loop and through the bridge thread wasmactors
-  uses (its own asyncio loop), from asyncio and trio;
+  with nats-py on the caller's loop (what wasmactors does under asyncio) and
+  through a bridge thread with its own asyncio loop (what it does under trio);
 * cross-node tell throughput: 64 tasks telling a native counter on the other
   node (each tell waits for its delivery ack), against nats-py publishing the
   same number of messages to a subscriber on a second connection.
@@ -106,8 +106,8 @@ async def _raw_same_loop(url: str, asks: int, tells: int) -> dict[str, Any]:
 
 async def _raw_bridged(url: str, asks: int) -> dict[str, Any]:
     """nats-py requests through the bridge thread, from the caller's loop (asyncio or trio)."""
-    responder = NatsBridge()
-    caller = NatsBridge()
+    responder = NatsBridge(inline=False)
+    caller = NatsBridge(inline=False)
     await responder.connect(url)
     await caller.connect(url)
     try:

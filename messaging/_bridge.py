@@ -1,9 +1,10 @@
-"""A nats-py client on its own asyncio loop, in a dedicated thread.
+"""A nats-py client for a caller on asyncio or trio.
 
-nats-py is asyncio-only. Rather than two code paths (the caller's loop under
-asyncio, a thread under trio) the client always runs on a private loop in a
-daemon thread, and the caller's loop (asyncio or trio) talks to it through
-two lock-free queues, each drained in batches:
+nats-py is asyncio-only. Under trio the client runs on a private asyncio
+loop in a daemon thread; under asyncio it runs on the caller's own loop
+(``inline``), which saves two thread crossings per message each way (the
+ask round trips in docs/cluster.md were measured both ways). Either way the
+caller talks to it through two queues, each drained in batches:
 
 * outbound publishes: :meth:`NatsBridge.publish` appends to a deque and, if no
   drain is scheduled, schedules one on the NATS loop (one thread wake-up per
@@ -74,9 +75,13 @@ def _waker() -> Callable[[Callable[[], object]], None]:
 class NatsBridge:
     """Owns a nats-py connection on a private loop; used from the caller's loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, inline: bool | None = None) -> None:
+        #: Run on the caller's loop (asyncio only); ``None``: whenever the caller runs asyncio.
+        self.inline = inline
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="wasmactors-nats", daemon=True)
+        self._thread: threading.Thread | None = None
+        self._soon: Callable[[Callable[[], object]], object] = self._loop.call_soon_threadsafe
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._nc: Client | None = None
         self._out: collections.deque[tuple[str, bytes, str]] = collections.deque()
         self._out_scheduled = False
@@ -92,9 +97,26 @@ class NatsBridge:
     async def connect(self, servers: str | list[str], **options: Any) -> None:
         import nats
 
-        self._wake = _waker()
+        try:
+            caller: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # trio
+            caller = None
+        if self.inline is None:
+            self.inline = caller is not None
+        if self.inline:
+            if caller is None:
+                raise RuntimeError("an inline NATS bridge needs the caller to run asyncio")
+            self._loop.close()
+            self._loop = caller
+            self._soon = caller.call_soon
+            self._wake = _direct
+        else:
+            self._wake = _waker()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="wasmactors-nats", daemon=True
+            )
+            self._thread.start()
         self._in_event = anyio.Event()
-        self._thread.start()
         self._nc = await self.call(nats.connect(servers, **options))
 
     @property
@@ -117,24 +139,28 @@ class NatsBridge:
                 if drain:
                     await nc.flush(timeout=2)
                 await nc.close()
-                # nats-py leaves helper tasks (JetStream watchers) behind: end them here.
-                others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-                for task in others:
-                    task.cancel()
-                await asyncio.gather(*others, return_exceptions=True)
+                if self._thread is not None:
+                    # The private loop is ours alone: end the helper tasks nats-py leaves.
+                    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                    for task in others:
+                        task.cancel()
+                    await asyncio.gather(*others, return_exceptions=True)
 
             with anyio.CancelScope(shield=True):
                 with contextlib.suppress(Exception):  # a broken connection is closed either way
                     await self.call(finish())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        await anyio.to_thread.run_sync(self._thread.join, 5)
-        if not self._thread.is_alive():
-            self._loop.close()
+        if self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await anyio.to_thread.run_sync(self._thread.join, 5)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     # -- calls into the NATS loop -------------------------------------------------
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the NATS loop and wait for its result here."""
+        if self._thread is None:
+            return await coro
         assert self._wake is not None
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         done = anyio.Event()
@@ -153,10 +179,20 @@ class NatsBridge:
         if not self._out_scheduled:
             self._out_scheduled = True
             with contextlib.suppress(RuntimeError):  # closed: lost, as after a crash
-                self._loop.call_soon_threadsafe(self._schedule_drain)
+                self._soon(self._schedule_drain)
 
     def _schedule_drain(self) -> None:
-        self._loop.create_task(self._drain_out())
+        self._spawn_here(self._drain_out())
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Run ``coro`` on the NATS loop without waiting for it."""
+        with contextlib.suppress(RuntimeError):  # closed
+            self._soon(lambda: self._spawn_here(coro))
+
+    def _spawn_here(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain_out(self) -> None:
         self._out_scheduled = False
@@ -206,10 +242,10 @@ class NatsBridge:
         def unsub() -> None:
             sub = self._subs.pop(subject, None)
             if sub is not None:
-                self._loop.create_task(_quietly(sub.unsubscribe()))
+                self._spawn_here(_quietly(sub.unsubscribe()))
 
         with contextlib.suppress(RuntimeError):  # closed: nothing to drop
-            self._loop.call_soon_threadsafe(unsub)
+            self._soon(unsub)
 
     async def _received(self, msg: Msg) -> None:
         headers = msg.headers
@@ -234,6 +270,10 @@ class NatsBridge:
         while self._in:
             batch.append(self._in.popleft())
         return batch
+
+
+def _direct(callback: Callable[[], object]) -> None:
+    callback()
 
 
 async def _quietly(awaitable: Awaitable[object]) -> None:

@@ -32,6 +32,7 @@ caller's loop only reads them (one writer, atomic dict operations).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -97,6 +98,7 @@ class Leases:
         self._watch: asyncio.Task[None] | None = None
         self._renew: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
+        self._watcher: KeyValue.KeyWatcher | None = None
 
     # -- lifetime ---------------------------------------------------------------
 
@@ -136,6 +138,10 @@ class Leases:
         for task in (self._renew, self._watch):
             if task is not None:
                 task.cancel()
+        await asyncio.gather(*(t for t in (self._renew, self._watch) if t), return_exceptions=True)
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):  # the connection may be gone
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
         if release and self._kv is not None:
             kv = self._kv
             await asyncio.gather(
@@ -175,7 +181,7 @@ class Leases:
             except Exception as exc:  # noqa: BLE001 - lost already (a lapsed lease): nothing to free
                 log.debug("release of %s: %s", address, exc)
 
-        asyncio.run_coroutine_threadsafe(delete(), self._bridge._loop)
+        self._bridge.spawn(delete())
 
     # -- what the bucket says -------------------------------------------------------
 
@@ -277,7 +283,7 @@ class Leases:
 
     async def _watching(self) -> None:
         assert self._kv is not None
-        watcher = await self._kv.watchall()
+        self._watcher = watcher = await self._kv.watchall()
         while True:
             try:
                 entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
