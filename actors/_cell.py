@@ -387,7 +387,8 @@ class ComponentCell(Cell):
             raise
         # The turn ran: account for every result even if a stop is cancelling us.
         with anyio.CancelScope(shield=True):
-            if rest:
+            if rest:  # not run this turn: answers among them are claimed again next time
+                self._unclaim(rest)
                 self.mailbox.push_front(rest)
             exit: Exit | None = None
             for envelope, result in done:

@@ -4,7 +4,7 @@ payload codecs."""
 from ._cluster import Cluster
 from ._codec import Codec
 from ._envelope import Callback, Envelope, Kind, Reply, Request, Tell, decode_envelope, encode_envelope
-from ._errors import MessagingError, PayloadDecodeError, PayloadEncodeError
+from ._errors import ClusterError, MessagingError, PayloadDecodeError, PayloadEncodeError
 from ._node import ClusterSink, ClusterTransport
 from ._transport import (
     DeliveryFailure,
@@ -21,6 +21,7 @@ from ._wire import WireError
 __all__ = [
     "Callback",
     "Cluster",
+    "ClusterError",
     "ClusterSink",
     "ClusterTransport",
     "Codec",

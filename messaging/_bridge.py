@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import threading
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
 __all__ = ["Incoming", "NatsBridge"]
+
+log = logging.getLogger("wasmactors.cluster")
 
 T = TypeVar("T")
 
@@ -117,7 +120,16 @@ class NatsBridge:
             )
             self._thread.start()
         self._in_event = anyio.Event()
+        options.setdefault("disconnected_cb", self._disconnected)
+        options.setdefault("reconnected_cb", self._reconnected)
         self._nc = await self.call(nats.connect(servers, **options))
+
+    async def _disconnected(self) -> None:
+        if not self._closed:
+            log.warning("disconnected from the NATS server; reconnecting")
+
+    async def _reconnected(self) -> None:
+        log.warning("reconnected to the NATS server")
 
     @property
     def client(self) -> Client:
@@ -172,6 +184,11 @@ class NatsBridge:
             future.cancel()
             raise
         return future.result()
+
+    def notify(self, callback: Callable[[], object]) -> None:
+        """From the NATS loop: run ``callback`` on the caller's loop soon."""
+        assert self._wake is not None
+        self._wake(callback)
 
     def publish(self, subject: str, data: bytes, reply: str = "") -> None:
         """Queue a publish; never waits (batched onto the NATS loop)."""
@@ -235,6 +252,14 @@ class NatsBridge:
             await nc.flush(timeout=5)
 
         await self.call(sub())
+
+    async def unsubscribe_here(self, subject: str) -> None:
+        """On the NATS loop: drop a subscription and wait until the server has it."""
+        sub = self._subs.pop(subject, None)
+        if sub is not None and self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):  # a broken connection drops it anyway
+                await sub.unsubscribe()
+                await self._nc.flush(timeout=5)
 
     def unsubscribe(self, subject: str) -> None:
         """Drop a subscription (scheduled; never waits)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = ["Cluster"]
+
+log = logging.getLogger("wasmactors.cluster")
+
+
+async def _log_error(error: Exception) -> None:
+    log.debug("nats: %s", error)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +89,15 @@ class Cluster:
 
     def connect_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect``."""
-        options: dict[str, Any] = {"name": f"wasmactors:{self.node}", "allow_reconnect": True}
+        options: dict[str, Any] = {
+            "name": f"wasmactors:{self.node}",
+            "allow_reconnect": True,
+            # nats-py's defaults retry a refused first connection for two minutes.
+            "connect_timeout": 2,
+            "reconnect_time_wait": 0.5,
+            "max_reconnect_attempts": 20,
+            "error_cb": _log_error,
+        }
         if self.creds is not None:
             options["user_credentials"] = str(Path(self.creds))
         if self.token is not None:

@@ -41,11 +41,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from ._errors import MessagingError
 from ._transport import NameTakenError
 from ._wire import address_token, token_address
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
+    from typing import Any
 
     from nats.js.kv import KeyValue
 
@@ -81,7 +83,10 @@ class Leases:
         lease: float,
         ping: Callable[[str], str],
         lost: Callable[[str], None],
+        changed: Callable[[], None] | None = None,
     ) -> None:
+        #: Called (on the NATS loop) after every change the watch shows.
+        self._changed = changed
         #: Called (on the NATS loop) with an actor address whose name this node lost.
         self._lost = lost
         self._bridge = bridge
@@ -98,15 +103,17 @@ class Leases:
         self._watch: asyncio.Task[None] | None = None
         self._renew: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
+        self._started = time.time()
         self._watcher: KeyValue.KeyWatcher | None = None
 
     # -- lifetime ---------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Bind (or create) the bucket, start watching it, register this node."""
-        await self._bridge.call(self._open())
+    async def open(self, *, register: bool = True) -> None:
+        """Bind (or create) the bucket, start watching it, register this node
+        (``register=False``: only watch, as ``wasmactors cluster status`` does)."""
+        await self._bridge.call(self._open(register))
 
-    async def _open(self) -> None:
+    async def _open(self, register: bool) -> None:
         from nats.js.api import KeyValueConfig
         from nats.js.errors import BucketNotFoundError
 
@@ -114,17 +121,22 @@ class Leases:
         try:
             self._kv = await js.key_value(self.bucket)
         except BucketNotFoundError:
+            if not register:
+                raise MessagingError(f"no cluster here: the bucket {self.bucket!r} does not exist") from None
             self._kv = await js.create_key_value(
                 KeyValueConfig(bucket=self.bucket, ttl=self.lease, history=1)
             )
         ttl = (await self._kv.status()).ttl
         if ttl and abs(ttl - self.lease) > 1e-3:
             # The bucket's ttl is the lease: the cluster's first node chose it.
-            log.warning("bucket %s has a lease of %g s, not %g s: using it", self.bucket, ttl, self.lease)
+            if register:
+                log.warning("bucket %s has a lease of %g s, not %g s: using it", self.bucket, ttl, self.lease)
             self.lease = ttl
         loop = asyncio.get_running_loop()
         self._watch = loop.create_task(self._watching())
         await asyncio.wait_for(self._synced.wait(), 10)
+        if not register:
+            return
         key = self._node_key(self.node)
         taken = NameTakenError(f"a node named {self.node!r} is alive in the cluster")
         self._mine[key] = await self._create_or_take(key, self._value(key), self.node, taken)
@@ -135,10 +147,15 @@ class Leases:
         await self._bridge.call(self._close(release))
 
     async def _close(self, release: bool) -> None:
-        for task in (self._renew, self._watch):
-            if task is not None:
+        tasks = {t for t in (self._renew, self._watch) if t is not None}
+        # Python 3.11's asyncio.wait_for (inside nats-py's watcher) can swallow
+        # a cancellation that races with an update: cancel until they are done.
+        for _attempt in range(10):
+            if not tasks:
+                break
+            for task in tasks:
                 task.cancel()
-        await asyncio.gather(*(t for t in (self._renew, self._watch) if t), return_exceptions=True)
+            _, tasks = await asyncio.wait(tasks, timeout=0.2)
         if self._watcher is not None:
             with contextlib.suppress(Exception):  # the connection may be gone
                 await self._watcher.stop()  # type: ignore[no-untyped-call]
@@ -167,16 +184,21 @@ class Leases:
         self._mine[key] = await self._bridge.call(create())
         self._seen[key] = (self.node.encode(), time.monotonic())
 
-    def release(self, address: str) -> None:
-        """Give ``address`` up (scheduled on the NATS loop; never waits)."""
+    def release(self, address: str, *, after: Coroutine[Any, Any, object] | None = None) -> None:
+        """Give ``address`` up (scheduled on the NATS loop; never waits), once
+        ``after`` (run there first: this node stops receiving for it) is done."""
         key = self._actor_key(address)
         rev = self._mine.pop(key, None)
         if rev is None or self._kv is None:
+            if after is not None:
+                self._bridge.spawn(after)
             return
         kv = self._kv
 
         async def delete() -> None:
             try:
+                if after is not None:
+                    await after
                 await kv.delete(key, last=rev)
             except Exception as exc:  # noqa: BLE001 - lost already (a lapsed lease): nothing to free
                 log.debug("release of %s: %s", address, exc)
@@ -296,6 +318,8 @@ class Leases:
                 self._seen.pop(entry.key, None)
             else:
                 self._seen[entry.key] = (entry.value, time.monotonic())
+            if self._changed is not None:
+                self._changed()
 
     async def _renewing(self) -> None:
         from nats.js.errors import KeyWrongLastSequenceError
@@ -323,6 +347,6 @@ class Leases:
 
     def _value(self, key: str) -> bytes:
         if key.startswith("n."):
-            info = NodeInfo(self.node, socket.gethostname(), os.getpid(), time.time())
+            info = NodeInfo(self.node, socket.gethostname(), os.getpid(), self._started)
             return msgspec.msgpack.encode(info)
         return self.node.encode()

@@ -38,6 +38,7 @@ import msgspec
 
 from ._bridge import NatsBridge
 from ._envelope import Callback, Envelope, Reply, Request
+from ._errors import ClusterError
 from ._leases import Leases
 from ._transport import DeliveryFailure, Registry
 from ._wire import Ack, Frame, WireError, address_token, decode_ack, decode_frame, encode_ack, encode_frame
@@ -109,7 +110,9 @@ class ClusterTransport:
             lease=cluster.lease,
             ping=lambda node: self._pings + address_token(node),
             lost=lambda address: self._bridge.unsubscribe(self._act + address_token(address)),
+            changed=lambda: self._bridge.notify(self._owners_changed),
         )
+        self._owners: anyio.Event | None = None
         self._seq = itertools.count(1)
         self._pending: dict[int, _InFlight] = {}
         self._load: Counter[str] = Counter()
@@ -126,7 +129,12 @@ class ClusterTransport:
         receiving and expiry tasks run in ``tg``."""
         cluster = self.cluster
         me = address_token(self.node)
-        await self._bridge.connect(cluster.servers, **cluster.connect_options())
+        try:
+            await self._bridge.connect(cluster.servers, **cluster.connect_options())
+        except Exception as exc:
+            with anyio.CancelScope(shield=True):
+                await self._bridge.aclose(drain=False)
+            raise ClusterError(f"cannot connect to {', '.join(cluster.servers)}: {exc}") from exc
         try:
             await self.leases.open()
             await self._bridge.answer_pings(self._pings + me)
@@ -170,8 +178,22 @@ class ClusterTransport:
     def release(self, address: str) -> None:
         """Stop receiving for ``address`` and free its name (never waits)."""
         if self.leases.owns(address):
-            self._bridge.unsubscribe(self._act + address_token(address))
-            self.leases.release(address)
+            # The name is free only once this node no longer receives for it.
+            subject = self._act + address_token(address)
+            self.leases.release(address, after=self._bridge.unsubscribe_here(subject))
+
+    def _owners_changed(self) -> None:
+        if self._owners is not None:
+            self._owners.set()
+
+    async def wait_owned(self, addresses: list[str]) -> None:
+        """Wait until every address has an owner somewhere in the cluster."""
+        while True:
+            if self._owners is None or self._owners.is_set():
+                self._owners = anyio.Event()
+            if all(a in self.registry or self.leases.owner(a) is not None for a in addresses):
+                return
+            await self._owners.wait()
 
     # -- the Transport protocol -------------------------------------------------------
 

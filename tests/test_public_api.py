@@ -37,8 +37,8 @@ def test_runtime_public_names() -> None:
 def test_messaging_and_actors_public_names() -> None:
     """The other layers export exactly their documented API."""
     assert sorted(wasmactors.messaging.__all__) == [
-        "Callback", "Cluster", "ClusterSink", "ClusterTransport", "Codec", "DeliveryFailure", "Endpoint",
-        "Envelope", "InProcessTransport", "Kind",
+        "Callback", "Cluster", "ClusterError", "ClusterSink", "ClusterTransport", "Codec", "DeliveryFailure",
+        "Endpoint", "Envelope", "InProcessTransport", "Kind",
         "MessagingError", "NameTakenError", "PayloadDecodeError", "PayloadEncodeError", "Registry", "Reply",
         "Request", "Tell", "Transport", "WireError", "check_name", "child_address", "decode_envelope",
         "encode_envelope",
