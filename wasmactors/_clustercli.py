@@ -16,7 +16,7 @@ import anyio
 
 from . import _run
 from .actors import ActorSystem, SystemFailedError, Topology
-from .messaging import Cluster
+from .messaging import Cluster, ClusterError
 from .messaging._bridge import NatsBridge
 from .messaging._leases import Leases, NodeInfo
 from .runtime import Engine, MemoryStorage
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["cluster_status", "run_node", "send_once"]
+
+#: A command line client reports an unreachable server at once, not after retries.
+_ONE_TRY = {"max_reconnect_attempts": 1}
 
 
 async def run_node(
@@ -111,7 +114,8 @@ async def _watch_signals(serving: anyio.CancelScope, report: _run.RunReport) -> 
 
 def client_cluster(url: str, prefix: str) -> Cluster:
     """A short-lived node for one command: a name of its own."""
-    return Cluster(url, node=f"cli-{os.getpid()}-{secrets.token_hex(3)}", prefix=prefix)
+    name = f"cli-{os.getpid()}-{secrets.token_hex(3)}"
+    return Cluster(url, node=name, prefix=prefix, options=_ONE_TRY)
 
 
 async def send_once(cluster: Cluster, address: str, payload: bytes, *, ask: bool, timeout: float) -> bytes:
@@ -128,7 +132,12 @@ async def send_once(cluster: Cluster, address: str, payload: bytes, *, ask: bool
 async def cluster_status(url: str, prefix: str, out: TextIO) -> None:
     """Print the live nodes, their leases and the actors each owns."""
     bridge = NatsBridge()
-    await bridge.connect(url.split(","), name="wasmactors:status")
+    config = Cluster(url, node="status", prefix=prefix, options=_ONE_TRY)
+    try:
+        await bridge.connect(config.servers, **config.connect_options())
+    except Exception as exc:
+        await bridge.aclose(drain=False)
+        raise ClusterError(f"cannot connect to {url}: {exc}") from exc
     try:
         leases = Leases(
             bridge, bucket=f"{prefix}-names", node="", lease=1.0, ping=partial(str), lost=lambda _: None
