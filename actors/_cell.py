@@ -13,7 +13,8 @@ A component cell runs its guest on worker threads, one *turn* per thread hop:
 up to ``turn_size`` queued messages, ended early at a message boundary once it
 has run for ``turn_time`` seconds or when the supervisor aborts it. Back on
 the event loop the cell delivers what the handlers sent, answers requests,
-and ends the incarnation at a crash.
+and ends the incarnation at a crash, or normally when the guest called
+``lifecycle.stop`` (the messages after it go back to the mailbox).
 """
 
 from __future__ import annotations
@@ -26,7 +27,18 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 
-from ..messaging import Callback, DeliveryFailure, Envelope, Reply, Request, Tell
+from ..messaging import (
+    Callback,
+    DeliveryFailure,
+    Envelope,
+    Outgoing,
+    Reply,
+    Request,
+    RequestError,
+    RequestFailure,
+    Send,
+    Tell,
+)
 from ..runtime import (
     AppError,
     CallResult,
@@ -37,10 +49,7 @@ from ..runtime import (
     Instance,
     InvalidMessageError,
     Limits,
-    Outgoing,
     PayloadTooLargeError,
-    RequestError,
-    RequestFailure,
     Success,
 )
 from ._mailbox import Mailbox
@@ -421,16 +430,18 @@ class ComponentCell(Cell):
             self.reply(envelope, RequestError(RequestFailure.APP_ERROR, outcome.message))
         elif isinstance(outcome, Success):
             self.reply(envelope, outcome.reply or b"")
+        if result.stop:  # lifecycle.stop: the loop ends the incarnation normally
+            self._exit_requested = True
         return None
 
     async def _dispatch(self, outgoing: Outgoing, *, hurry: bool) -> None:
         """Deliver one message the guest sent, after its handler succeeded;
         without waiting for room when the cell is being killed."""
-        request_id = outgoing.request_id
         envelope: Tell | Request
-        if request_id is None:
+        if isinstance(outgoing, Send):
             envelope = Tell(recipient=outgoing.to, payload=outgoing.payload, sender=self.address)
         else:
+            request_id = outgoing.request_id
             envelope = Request(
                 recipient=outgoing.to,
                 payload=outgoing.payload,
@@ -443,7 +454,8 @@ class ComponentCell(Cell):
         if failure is None:
             return
         self.env.dead_letter(envelope, failure, "")
-        if request_id is not None:
+        if isinstance(envelope, Request):
+            request_id = envelope.correlation_id
             reason = {
                 DeliveryFailure.UNKNOWN_RECIPIENT: RequestFailure.UNKNOWN_RECIPIENT,
                 DeliveryFailure.MAILBOX_FULL: RequestFailure.MAILBOX_FULL,
@@ -482,9 +494,10 @@ class ComponentCell(Cell):
 def _turn(
     instance: Instance, batch: list[Envelope], control: _TurnControl
 ) -> tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]:
-    """Run a batch on a worker thread. Stop at the first crash, when aborted,
-    or once the turn has used its time budget (fair turns: a slow actor gives
-    its worker back and other actors' messages are served)."""
+    """Run a batch on a worker thread. Stop at the first crash or call to
+    ``lifecycle.stop``, when aborted, or once the turn has used its time
+    budget (fair turns: a slow actor gives its worker back and other actors'
+    messages are served)."""
     done: list[tuple[Envelope, CallResult | InvalidMessageError]] = []
     deadline = time.monotonic() + control.budget
     for i, envelope in enumerate(batch):
@@ -511,6 +524,6 @@ def _turn(
             done.append((envelope, CallResult(crash, 0, 0.0)))
             return done, batch[i + 1 :]
         done.append((envelope, result))
-        if result.crashed:
+        if result.crashed or result.stop:
             return done, batch[i + 1 :]
     return done, []

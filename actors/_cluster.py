@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..messaging import Callback, DeliveryFailure, Envelope, Request
-from ..runtime import InvalidMessageError, PayloadTooLargeError, RequestError, RequestFailure, encode_metadata
+from ..messaging import Callback, DeliveryFailure, Envelope, Request, RequestError, RequestFailure
+from ..runtime import InvalidMessageError, PayloadTooLargeError, encode_metadata
 from ._cell import ComponentCell
 from ._ref import _ANY_PAYLOAD as ANY_PAYLOAD
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Protocol, Union
 
 import anyio
 
-from ..messaging import Callback, Envelope, Reply
-from ..runtime import Crash, CrashKind, RequestError, RequestFailure
+from ..messaging import Callback, Envelope, Reply, RequestError, RequestFailure
+from ..runtime import Crash, CrashKind
 from ._cell import Cell, Exit, RestartType
 from ._observe import DeadLetterReason
 

@@ -15,16 +15,11 @@ from ..messaging import (
     PayloadDecodeError,
     Reply,
     Request,
-    Tell,
-)
-from ..runtime import (
-    InvalidMessageError,
-    Limits,
-    PayloadTooLargeError,
     RequestError,
     RequestFailure,
-    encode_metadata,
+    Tell,
 )
+from ..runtime import InvalidMessageError, Limits, PayloadTooLargeError, encode_metadata
 from ._cell import ComponentCell
 from ._errors import (
     ActorAppError,

@@ -212,8 +212,8 @@ class Supervisor:
         #: Seconds its parent waits for it to stop before cancelling it (OTP's
         #: ``shutdown``; ``math.inf`` by default, as OTP's for supervisors).
         self.shutdown = shutdown
-        #: Children in start order (owned by the supervisor task: read only).
-        self.children: list[Child] = []
+        # Children in start order, owned by the supervisor task.
+        self._children: list[Child] = []
         self._slots: dict[int, _Slot] = {}
         self._history: deque[float] = deque()
         self._inbox = _Inbox()
@@ -222,14 +222,21 @@ class Supervisor:
         self._stop_requested = anyio.Event()
         #: Any stop or halt was requested: a backoff wait ends early.
         self._interrupt = anyio.Event()
-        self.closed = False
+        self._closed = False
+        #: How its parent's task drives it (the same interface as a cell's).
+        self._as_child = _SupervisorChild(self)
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.address or '(root)'} {self.strategy}>"
 
+    @property
+    def children(self) -> tuple[Child, ...]:
+        """Its children in start order, as of now (actors' cells and supervisors)."""
+        return tuple(self._children)
+
     # -- building the tree (any task) -------------------------------------------
 
-    def child_address(self, name: str) -> str:
+    def _child_address(self, name: str) -> str:
         return child_address(self.address, name)
 
     async def spawn_supervisor(
@@ -244,7 +251,7 @@ class Supervisor:
         shutdown: float = math.inf,
     ) -> Supervisor:
         """A nested supervisor under this one."""
-        address = self.child_address(name)
+        address = self._child_address(name)
         self._system._reserve(address)
         sup = Supervisor(
             self._system,
@@ -280,7 +287,7 @@ class Supervisor:
             raise ValueError(f"{name}: give limits=Limits(...) or spawn from a Manifest that declares them")
         cell = ComponentCell(
             system._env,
-            self.child_address(name),
+            self._child_address(name),
             component,
             chosen,
             mailbox_size=mailbox_size or system.mailbox_size,
@@ -303,7 +310,7 @@ class Supervisor:
         system = self._system
         cell = NativeCell(
             system._env,
-            self.child_address(name),
+            self._child_address(name),
             behaviour,
             mailbox_size=mailbox_size or system.mailbox_size,
             restart=restart,
@@ -330,28 +337,28 @@ class Supervisor:
         return ActorRef(system, cell.address)
 
     async def _adopt(self, child: Child) -> None:
-        if self.closed or self._stop_requested.is_set():
+        if self._closed or self._stop_requested.is_set():
             _close(child)
             raise ActorStoppedError(f"supervisor {self.address or '(root)'} is stopping")
         done = _Reply()
         self._inbox.post(_Adopt(child, done))
         await done.wait()
 
-    async def remove(self, child: Child) -> None:
+    async def _remove(self, child: Child) -> None:
         """Stop one child normally (drained, within its shutdown time) and forget it."""
         done = _Reply()
         self._inbox.post(_Remove(child, done))
         await done.wait()
 
-    # -- the child interface (used by the parent's task) ----------------------------
+    # -- the child interface (driven by the parent's task, through _SupervisorChild) --
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> Exit:
+    async def _run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> Exit:
         """The supervisor task: (re)start the children, then serve the inbox
         until stopped, halted, or giving up."""
         self._interrupt = anyio.Event()
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            for child in list(self.children):  # a restart: the children were halted
+            for child in list(self._children):  # a restart: the children were halted
                 try:
                     await self._restart_child(child)
                 except Exception as exc:  # noqa: BLE001 - a failed restart is the child's failure
@@ -363,29 +370,29 @@ class Supervisor:
                 self._tg = None
         return exit
 
-    def request_stop(self, *, drain: bool) -> None:
+    def _request_stop(self, *, drain: bool) -> None:
         if drain:
             self._stop_requested.set()
         self._interrupt.set()
         self._inbox.post(_Stop(drain))
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         """Cancelling the supervisor's task cancels its children's tasks."""
 
-    async def restart(self) -> None:
+    async def _restart(self) -> None:
         """A restarted supervisor starts with an empty restart history; its
         children are restarted by :meth:`run`."""
         self._history.clear()
         self._stop_requested = anyio.Event()
 
-    def close(self) -> None:
+    def _close(self) -> None:
         """End this supervisor and its subtree for good (its task is not running)."""
-        if self.closed:
+        if self._closed:
             return
-        self.closed = True
-        for child in reversed(self.children):
+        self._closed = True
+        for child in reversed(self._children):
             _close(child)
-        self.children.clear()
+        self._children.clear()
         for message in self._inbox.drain():
             if isinstance(message, _Adopt):
                 _close(message.child)
@@ -412,10 +419,10 @@ class Supervisor:
             elif message.drain:
                 # For good: no restart from here on (OTP: none while shutting down).
                 self._stop_requested.set()
-                for child in reversed(list(self.children)):
+                for child in reversed(list(self._children)):
                     await self._terminate(child, drain=True)
                     _close(child)
-                self.children.clear()
+                self._children.clear()
                 self._slots.clear()
                 return Exit(ExitKind.NORMAL, "stopped")
             else:
@@ -427,11 +434,11 @@ class Supervisor:
             _close(message.child)
             message.done.set(ActorStoppedError(f"supervisor {self.address or '(root)'} is stopping"))
             return
-        self.children.append(message.child)
+        self._children.append(message.child)
         try:
             await self._start(message.child)
         except BaseException as exc:
-            self.children.remove(message.child)
+            self._children.remove(message.child)
             _close(message.child)
             message.done.set(exc)
             raise
@@ -440,7 +447,7 @@ class Supervisor:
 
     async def _on_remove(self, message: _Remove) -> None:
         child = message.child
-        if child in self.children:
+        if child in self._children:
             await self._terminate(child, drain=True)
             self._forget(child)
         message.done.set()
@@ -449,7 +456,7 @@ class Supervisor:
         """Decide about a child whose incarnation ended on its own; an exit
         when this supervisor gives up."""
         child = message.child
-        if child not in self.children or message.epoch != self._slot(child).epoch:
+        if child not in self._children or message.epoch != self._slot(child).epoch:
             return None  # an exit this supervisor caused, or a crash racing with it
         if self._interrupt.is_set():
             return None  # a stop or halt is pending: it deals with this child
@@ -473,7 +480,7 @@ class Supervisor:
                 if self._interrupt.is_set():
                     return None  # no restart once stopping; a halt restarts it later
             try:
-                await self._restart(self._targets(child), child)
+                await self._restart_targets(self._targets(child), child)
             except Exception as exc:  # noqa: BLE001 - e.g. no longer instantiates, a factory raised
                 reason = _failed_restart(exc).detail
                 continue
@@ -483,10 +490,10 @@ class Supervisor:
         if self.strategy is Strategy.ONE_FOR_ONE:
             return [child]
         if self.strategy is Strategy.ONE_FOR_ALL:
-            return list(self.children)
-        return self.children[self.children.index(child) :]
+            return list(self._children)
+        return self._children[self._children.index(child) :]
 
-    async def _restart(self, targets: list[Child], failed: Child) -> None:
+    async def _restart_targets(self, targets: list[Child], failed: Child) -> None:
         # OTP order: terminate in reverse start order, start again in start order.
         for child in reversed(targets):
             if child is not failed and self._slot(child).running:
@@ -497,7 +504,7 @@ class Supervisor:
                 await self._restart_child(child)
 
     async def _restart_child(self, child: Child) -> None:
-        await child.restart()
+        await _drive(child).restart()
         self._system._emit(EventKind.RESTARTED, child.address or "")
         await self._start(child)
 
@@ -508,7 +515,7 @@ class Supervisor:
         return Exit(ExitKind.GAVE_UP, detail)
 
     async def _halt_all(self, why: str) -> None:
-        for child in reversed(self.children):
+        for child in reversed(self._children):
             if self._slot(child).running:
                 await self._terminate(child, drain=False)
                 self._system._emit(EventKind.HALTED, child.address or "", why)
@@ -517,7 +524,7 @@ class Supervisor:
 
     def _forget(self, child: Child) -> None:
         """Remove a child whose task has ended, and end it for good."""
-        self.children.remove(child)
+        self._children.remove(child)
         self._slots.pop(id(child), None)
         _close(child)
 
@@ -541,7 +548,7 @@ class Supervisor:
         exit = Exit(ExitKind.KILLED, "cancelled after its shutdown time")
         try:
             with slot.scope:
-                exit = await child.run(task_status=task_status)
+                exit = await _drive(child).run(task_status=task_status)
         except Exception as exc:
             # A bug in a child's loop must not take its supervisor down: it is that child's crash.
             log.exception("%s failed", child.address)
@@ -558,17 +565,49 @@ class Supervisor:
         slot.epoch += 1
         if not slot.running:
             return
-        child.request_stop(drain=drain)
+        driven = _drive(child)
+        driven.request_stop(drain=drain)
         with anyio.move_on_after(child.shutdown):
             await slot.exited.wait()
         if slot.running:
-            child.abort()
+            driven.abort()
             slot.scope.cancel()
             await slot.exited.wait()
 
 
+class _SupervisorChild:
+    """A supervisor as its parent's task drives it: the child interface a
+    cell has (run, request_stop, abort, restart, close), kept off the public
+    :class:`Supervisor`, whose public methods are the ones users call."""
+
+    __slots__ = ("_sup",)
+
+    def __init__(self, sup: Supervisor) -> None:
+        self._sup = sup
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> Exit:
+        return await self._sup._run(task_status=task_status)
+
+    def request_stop(self, *, drain: bool) -> None:
+        self._sup._request_stop(drain=drain)
+
+    def abort(self) -> None:
+        self._sup._abort()
+
+    async def restart(self) -> None:
+        await self._sup._restart()
+
+    def close(self) -> None:
+        self._sup._close()
+
+
+def _drive(child: Child) -> Cell | _SupervisorChild:
+    """The child interface of ``child``: a cell's own methods, a supervisor's adapter."""
+    return child._as_child if isinstance(child, Supervisor) else child
+
+
 def _close(child: Child) -> None:
-    child.close()
+    _drive(child).close()
 
 
 def _failed_restart(exc: BaseException) -> Exit:

@@ -191,9 +191,9 @@ class ActorSystem:
         try:
             with anyio.CancelScope(shield=True):
                 if not self._root_done.is_set():
-                    self.root.request_stop(drain=True)
+                    self.root._request_stop(drain=True)
                     await self._root_done.wait()
-                self.root.close()
+                self.root._close()
                 if self.cluster is not None:
                     await self.cluster.aclose()
             self._tg.cancel_scope.cancel()
@@ -220,12 +220,12 @@ class ActorSystem:
 
     async def _run_root(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         try:
-            exit = await self.root.run(task_status=task_status)
+            exit = await self.root._run(task_status=task_status)
         finally:
             self._root_done.set()
         if exit.kind is ExitKind.GAVE_UP:
             # Everything is halted: account for what is queued, then end the block.
-            self.root.close()
+            self.root._close()
             self._failure = SystemFailedError(f"the root supervisor gave up: {exit.detail}")
             log.error("%s", self._failure)
             assert self._tg is not None
@@ -339,7 +339,7 @@ class ActorSystem:
                 (
                     c
                     for c in node.children
-                    if isinstance(c, Supervisor) and c.address == node.child_address(name)
+                    if isinstance(c, Supervisor) and c.address == node._child_address(name)
                 ),
                 None,
             )
@@ -362,7 +362,7 @@ class ActorSystem:
         parent = self.supervisor(address.rpartition("/")[0])
         if cell not in parent.children:
             raise ActorStoppedError(f"{address} is stopping")
-        await parent.remove(cell)
+        await parent._remove(cell)
 
     # -- observability ----------------------------------------------------------
 

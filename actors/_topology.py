@@ -16,6 +16,7 @@ once it is up, declared in TOML and decoded with msgspec::
       name = "counter"
       component = "counter/component.toml"   # a manifest (or a .wasm with [limits])
       mailbox-size = 256
+      shutdown = 2000                        # ms a stop may take; "brutal-kill"; "infinity"
       [child.child.limits]                   # overrides the manifest's
       fuel = 10_000_000
 
@@ -38,6 +39,7 @@ key and what was expected, before anything starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Union
 
@@ -60,6 +62,8 @@ __all__ = ["InitialMessage", "Topology", "TopologyError"]
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
+#: A child's ``shutdown`` (OTP's): milliseconds, as ``timeout-ms``, or a word.
+Shutdown = Annotated[int, msgspec.Meta(ge=0)] | Literal["brutal-kill", "infinity"]
 
 
 class TopologyError(ActorError, ValueError):
@@ -87,6 +91,7 @@ class _Actor(msgspec.Struct, tag="actor", tag_field="type", forbid_unknown_field
     limits: _Limits | None = None
     mailbox_size: Positive | None = None
     restart: Literal["permanent", "transient", "temporary"] = "permanent"
+    shutdown: Shutdown | None = None
 
 
 class _Supervisor(
@@ -99,6 +104,7 @@ class _Supervisor(
     within: Seconds = 5.0
     backoff: _Backoff | None = None
     restart: Literal["permanent", "transient", "temporary"] = "permanent"
+    shutdown: Shutdown | None = None
     child: list[Union[_Actor, _Supervisor]] = []  # noqa: UP007 - msgspec needs Union for the recursive type
 
 
@@ -139,6 +145,8 @@ class ActorNode:
     limits: Limits
     mailbox_size: int | None
     restart: RestartType
+    #: Seconds a stop may take (0: brutal kill, ``math.inf``); ``None``: the default.
+    shutdown: float | None = None
     #: The cluster node it is placed on (``None``: not placed).
     node: str | None = None
 
@@ -152,6 +160,8 @@ class SupervisorNode:
     backoff: Backoff | None
     restart: RestartType
     children: tuple[ActorNode | SupervisorNode, ...]
+    #: Seconds a stop may take; ``None``: the default (``math.inf`` for a supervisor).
+    shutdown: float | None = None
     #: The cluster node the subtree is placed on (``None``: not placed).
     node: str | None = None
 
@@ -275,6 +285,7 @@ async def _spawn(parent: Supervisor, nodes: tuple[ActorNode | SupervisorNode, ..
                 within=node.within,
                 backoff=node.backoff,
                 restart=node.restart,
+                shutdown=math.inf if node.shutdown is None else node.shutdown,
             )
             await _spawn(sup, node.children)
         else:
@@ -284,7 +295,21 @@ async def _spawn(parent: Supervisor, nodes: tuple[ActorNode | SupervisorNode, ..
                 limits=node.limits,
                 mailbox_size=node.mailbox_size,
                 restart=node.restart,
+                shutdown=node.shutdown,
             )
+
+
+def _seconds(shutdown: int | str | None) -> float | None:
+    """A ``shutdown`` value in seconds: the decoder already refused anything
+    but a non-negative integer of milliseconds or one of the two words."""
+    if shutdown is None:
+        return None
+    if shutdown == "brutal-kill":
+        return 0.0
+    if shutdown == "infinity":
+        return math.inf
+    assert isinstance(shutdown, int)
+    return shutdown / 1000
 
 
 class _Resolver:
@@ -327,6 +352,7 @@ class _Resolver:
                         else None,
                         restart=RestartType(spec.restart),
                         children=self.children(spec.child, address, f"{here}.child", node),
+                        shutdown=_seconds(spec.shutdown),
                         node=node,
                     )
                 )
@@ -340,6 +366,7 @@ class _Resolver:
                         limits=self.limits(manifest.limits, spec.limits, here),
                         mailbox_size=spec.mailbox_size,
                         restart=RestartType(spec.restart),
+                        shutdown=_seconds(spec.shutdown),
                         node=node,
                     )
                 )

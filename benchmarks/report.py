@@ -234,21 +234,24 @@ def _cluster_bars(r: dict[str, Any]) -> list[Bar]:
 
 
 def _timeout_bars(r: dict[str, Any]) -> list[Bar]:
-    tmo = _get(r, "timeouts", "ms")
-    loaded = next(
-        (row for name, row in (tmo or {}).items() if name.startswith("POSIX") and "GIL" in name), None
-    )
+    # When the timeout fires is when the epoch reaches the deadline: the
+    # ticker probe measures that in wall-clock time. The guest's CPU time
+    # ("ran") cannot: on a machine with more runnable threads than cores the
+    # guest gets a share of a core and its CPU time stays below the timeout.
+    probe = _get(r, "timeouts", "ticks_lost") or {}
+    loaded = next((row for name, row in probe.items() if "wasmactors" in name), None)
     if not loaded:
         return []
-    late = loaded["p99 late (ticks)"]
+    late = loaded["p99"]
     return [
         Bar(
             "containment",
-            "a 50 ms timeout stops the guest within timeout + 2 ticks at p99 while threads hold the GIL",
+            "a 50 ms timeout fires within timeout + 2 ticks at p99 while threads hold the GIL",
             f"+{late:.1f} ticks",
             late <= 2,
-            "No Python runs per tick; what is left is the OS scheduling the timer's and the "
-            "guest's threads on a loaded 2-core VM (compare the Python-thread rows of the same run).",
+            "No Python runs per tick and a stall of the timers' notifications shorter than 100 ms "
+            "loses no tick; a later timeout means the OS kept glibc's notification thread off both "
+            "cores for longer than the window.",
         )
     ]
 
@@ -338,6 +341,19 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
                 rows,
             )
         )
+        if tmo.get("ticks_lost"):
+            rows = [
+                [name, *(f"{row[k]:.1f}" for k in ("p50", "p99", "max"))]
+                for name, row in tmo["ticks_lost"].items()
+            ]
+            tables.append(
+                (
+                    "The epoch ticker alone: ticks missing from a 50 ms window (what a timeout starting "
+                    "there would be late by), sampled every 5 ms for 5 s",
+                    ["ticker, load", "p50", "p99", "max"],
+                    rows,
+                )
+            )
         if "actor_ms" in tmo:
             rows = [
                 [name, *(f"{row[k]:.1f}" for k in ("p50", "p99", "max"))]
@@ -346,7 +362,7 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
             tables.append(
                 (
                     "Timeout accuracy through an actor: ask to an endless loop with a "
-                    f"{tmo['timeout_ms']:g} ms timeout until ActorCrashedError (ms; POSIX-timer ticker, "
+                    f"{tmo['timeout_ms']:g} ms timeout until ActorCrashedError (ms; wasmactors' ticker, "
                     "a restart between asks)",
                     ["backend, load", "p50", "p99", "max"],
                     rows,

@@ -19,9 +19,41 @@ from typing import ClassVar
 
 import msgspec
 
-from ..runtime import RequestError
+__all__ = [
+    "Callback",
+    "Envelope",
+    "Kind",
+    "Reply",
+    "Request",
+    "RequestError",
+    "RequestFailure",
+    "Tell",
+    "decode_envelope",
+    "encode_envelope",
+]
 
-__all__ = ["Callback", "Envelope", "Kind", "Reply", "Request", "Tell", "decode_envelope", "encode_envelope"]
+
+class RequestFailure(enum.StrEnum):
+    """Why a request got no reply (the WIT ``request-error`` cases)."""
+
+    TIMEOUT = "timeout"
+    APP_ERROR = "app-error"
+    CRASHED = "crashed"
+    UNKNOWN_RECIPIENT = "unknown-recipient"
+    STOPPED = "stopped"
+    MAILBOX_FULL = "mailbox-full"
+
+
+class RequestError(msgspec.Struct, frozen=True):
+    """The failed outcome of a request: carried by a :class:`Reply` or a
+    :class:`Callback`, and delivered to a guest by ``handle-callback``."""
+
+    reason: RequestFailure
+    #: The app error's message, the crash kind, or the address; empty for timeout.
+    detail: str = ""
+    #: For a crash: why, as the host saw it (the guest's own last error line
+    #: when it printed one). Host askers get it; guests get ``detail`` only.
+    message: str = ""
 
 
 class Kind(enum.StrEnum):

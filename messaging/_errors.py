@@ -9,7 +9,7 @@ WasmActorsError
 
 from __future__ import annotations
 
-from ..runtime._errors import WasmActorsError
+from .._errors import WasmActorsError
 
 __all__ = ["ClusterError", "MessagingError", "PayloadDecodeError", "PayloadEncodeError"]
 

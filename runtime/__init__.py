@@ -1,6 +1,8 @@
 """The wasmtime host: components, instances, limits, host functions, storage.
 
-This layer knows WebAssembly and nothing about actors::
+This layer knows WebAssembly and nothing about actors (it uses
+:mod:`wasmactors.messaging`'s types for what a handler sends and why a
+request failed)::
 
     with Engine() as engine:
         component = engine.load("examples/echo/build/echo.wasm")
@@ -32,17 +34,7 @@ from ._errors import (
 from ._host import HostCall, HostContext
 from ._instance import Instance
 from ._limits import GiB, GuestBuild, KiB, Limits, Manifest, MiB, encode_metadata, parse_size
-from ._outcome import (
-    AppError,
-    CallResult,
-    Crash,
-    CrashKind,
-    Outcome,
-    Outgoing,
-    RequestError,
-    RequestFailure,
-    Success,
-)
+from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, Success
 from ._storage import ROW_OVERHEAD, MemoryStorage, SQLiteStorage, StorageBackend, Transaction, row_size
 
 __all__ = [
@@ -77,10 +69,7 @@ __all__ = [
     "MissingImportsError",
     "NotWasmError",
     "Outcome",
-    "Outgoing",
     "PayloadTooLargeError",
-    "RequestError",
-    "RequestFailure",
     "SQLiteStorage",
     "StorageBackend",
     "StorageError",

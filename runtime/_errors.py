@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import anyio
 
+from .._errors import WasmActorsError
+
 __all__ = [
     "CompileError",
     "ComponentError",
@@ -46,10 +48,6 @@ __all__ = [
     "WasmActorsError",
     "WorldMismatchError",
 ]
-
-
-class WasmActorsError(Exception):
-    """Base class of every error raised by wasmactors."""
 
 
 class ComponentError(WasmActorsError):

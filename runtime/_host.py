@@ -1,4 +1,4 @@
-"""Host functions: the `messaging`, `services` and `storage` imports.
+"""Host functions: the `messaging`, `services`, `storage` and `lifecycle` imports.
 
 They are registered on the engine's shared component linker through one
 ctypes trampoline of our own rather than wasmtime-py's ``add_func``, for two
@@ -28,9 +28,9 @@ import msgspec
 from wasmtime import _ffi as ffi
 from wasmtime import component
 
+from ..messaging import Send, SendRequest
 from . import _abi as abi
 from ._errors import StorageError
-from ._outcome import Outgoing
 from ._storage import ROW_OVERHEAD, StorageBackend, Transaction
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class CallState:
         "outbox",
         "outbox_bytes",
         "requests",
+        "stop",
         "storage_bytes",
         "txn",
     )
@@ -141,7 +142,7 @@ class CallState:
 
     def begin(self) -> None:
         """Reset for a new call."""
-        self.outbox: list[Outgoing] = []
+        self.outbox: list[Send | SendRequest] = []
         self.txn: Transaction | None = None
         self.fault: BaseException | None = None
         #: What this call has cost the host so far, against its budgets.
@@ -150,6 +151,8 @@ class CallState:
         self.storage_bytes = 0
         self.log_bytes = 0
         self.log_dropped = 0
+        #: The guest called ``lifecycle.stop``: exit normally after this call.
+        self.stop = False
 
     def transaction(self) -> Transaction:
         if self.txn is None:
@@ -248,11 +251,11 @@ def _enqueue(s: CallState, args: int, *, request: bool) -> abi.Spec:
         return _err("unknown-recipient", to)
     s.outbox_bytes += len(payload)
     if not request:
-        s.outbox.append(Outgoing(to, payload))
+        s.outbox.append(Send(to, payload))
         return ("ok", None)
     request_id = s.context.next_request_id()
     s.requests += 1
-    s.outbox.append(Outgoing(to, payload, request_id, timeout))
+    s.outbox.append(SendRequest(to, payload, request_id, timeout))
     return ("ok", ("u64", request_id))
 
 
@@ -380,6 +383,15 @@ def _keys(s: CallState, args: int) -> abi.Spec:
     return ("ok", ("strings", [k.encode() for k in keys]))
 
 
+# --- lifecycle ---------------------------------------------------------------
+
+
+def _stop(s: CallState, args: int) -> None:
+    # A flag, not a queue: calling it again in the same call changes nothing
+    # and costs the host nothing more.
+    s.stop = True
+
+
 HostFunc = Callable[[CallState, int], "abi.Spec | None"]
 
 #: interface name -> function name -> implementation.
@@ -387,6 +399,7 @@ HOST_FUNCTIONS: dict[str, dict[str, HostFunc]] = {
     "messaging": {"send": _send, "request": _request, "self-address": _self_address},
     "services": {"log": _log, "now-ns": _now, "monotonic-ns": _monotonic},
     "storage": {"get": _get, "set": _set, "delete": _delete, "keys": _keys},
+    "lifecycle": {"stop": _stop},
 }
 
 _TABLE: list[HostFunc] = [fn for funcs in HOST_FUNCTIONS.values() for fn in funcs.values()]
@@ -408,6 +421,7 @@ _SHAPES: list[tuple[bytes, int]] = [
     (bytes([_S, _S]), 1),  # storage.set
     (bytes([_S]), 1),  # storage.delete
     (bytes([_S]), 1),  # storage.keys
+    (b"", 0),  # lifecycle.stop
 ]
 assert len(_SHAPES) == len(_TABLE)
 
@@ -516,7 +530,7 @@ _add_func = abi._raw("wasmtime_component_linker_instance_add_func", c_void_p)
 
 
 def define_host_functions(linker: component.Linker) -> None:
-    """Define the `types`, `messaging`, `services` and `storage` instances."""
+    """Define the `types` instance and one instance per interface of :data:`HOST_FUNCTIONS`."""
     index = 1
     with linker.root() as root:
         with root.add_instance(f"{WIT_PACKAGE}/types@{WIT_VERSION}"):

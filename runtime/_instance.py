@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import wasmtime
 from wasmtime import WasmtimeError
 
+from ..messaging import RequestError
 from . import _abi as abi
 from ._component import error_chain
 from ._errors import (
@@ -25,7 +26,7 @@ from ._errors import (
 )
 from ._host import CallState, HostContext, current, ffi_error, install
 from ._limits import encode_metadata
-from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, RequestError, Success
+from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, Success
 from ._stdio import GuestOutput
 from ._traps import classify
 
@@ -329,7 +330,7 @@ class Instance:
                 return self._crashed(crash, elapsed)
         outbox = tuple(state.outbox)
         state.outbox = []
-        return CallResult(outcome, fuel, elapsed, outbox)
+        return CallResult(outcome, fuel, elapsed, outbox, state.stop)
 
     def _crashed(self, crash: Crash, elapsed: float) -> CallResult:
         state = self._state

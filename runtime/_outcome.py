@@ -6,17 +6,9 @@ import enum
 
 import msgspec
 
-__all__ = [
-    "AppError",
-    "CallResult",
-    "Crash",
-    "CrashKind",
-    "Outcome",
-    "Outgoing",
-    "RequestError",
-    "RequestFailure",
-    "Success",
-]
+from ..messaging import Outgoing
+
+__all__ = ["AppError", "CallResult", "Crash", "CrashKind", "Outcome", "Success"]
 
 
 class CrashKind(enum.StrEnum):
@@ -68,21 +60,6 @@ class Crash(msgspec.Struct, frozen=True, tag="crash"):
 Outcome = Success | AppError | Crash
 
 
-class Outgoing(msgspec.Struct, frozen=True):
-    """A message a handler queued with ``send`` or ``request``. The runtime
-    only buffers it; the actor layer delivers it if the call did not crash."""
-
-    #: Recipient address.
-    to: str
-    #: Message body.
-    payload: bytes
-    #: The id the guest got back from ``request``; ``None`` for ``send``.
-    request_id: int | None = None
-    #: For requests: how long the guest is willing to wait, in seconds
-    #: (``None``: the host's default).
-    timeout: float | None = None
-
-
 class CallResult(msgspec.Struct, frozen=True):
     """Everything one ``handle-message`` or ``handle-callback`` call produced."""
 
@@ -94,6 +71,9 @@ class CallResult(msgspec.Struct, frozen=True):
     elapsed: float
     #: Messages queued by the call, in order; always empty after a crash.
     outbox: tuple[Outgoing, ...] = ()
+    #: The guest called ``lifecycle.stop``: it asks to exit normally once
+    #: this call's results are processed. Always false after a crash.
+    stop: bool = False
 
     @property
     def ok(self) -> bool:
@@ -104,25 +84,3 @@ class CallResult(msgspec.Struct, frozen=True):
     def crashed(self) -> bool:
         """True when the call trapped and the instance is unusable."""
         return type(self.outcome) is Crash
-
-
-class RequestFailure(enum.StrEnum):
-    """Why a guest's ``request`` got no reply (the WIT ``request-error`` cases)."""
-
-    TIMEOUT = "timeout"
-    APP_ERROR = "app-error"
-    CRASHED = "crashed"
-    UNKNOWN_RECIPIENT = "unknown-recipient"
-    STOPPED = "stopped"
-    MAILBOX_FULL = "mailbox-full"
-
-
-class RequestError(msgspec.Struct, frozen=True):
-    """The failed outcome of a request, delivered by ``handle-callback``."""
-
-    reason: RequestFailure
-    #: The app error's message, the crash kind, or the address; empty for timeout.
-    detail: str = ""
-    #: For a crash: why, as the host saw it (the guest's own last error line
-    #: when it printed one). Host askers get it; guests get ``detail`` only.
-    message: str = ""

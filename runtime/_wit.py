@@ -74,6 +74,9 @@ HOST_SIGNATURES = {
         "delete": f"func(string) -> result<bool, {_STORAGE_ERROR}>",
         "keys": f"func(string) -> result<list<string>, {_STORAGE_ERROR}>",
     },
+    "lifecycle": {
+        "stop": "func()",
+    },
 }
 if {i: set(f) for i, f in HOST_SIGNATURES.items()} != {i: set(f) for i, f in HOST_FUNCTIONS.items()}:
     raise ImportError("HOST_SIGNATURES and HOST_FUNCTIONS disagree")  # pragma: no cover

@@ -109,6 +109,17 @@ def test_call_lists_messages_the_handler_queued() -> None:
     assert "send -> probe: 'hi'" in out
 
 
+def test_call_reports_a_requested_stop() -> None:
+    """`call` shows that the guest called `lifecycle.stop`, in the text and the JSON."""
+    code, out, err = cli("call", python_guest("kitchen"), "set-then-stop k v")
+    assert code == 0, err
+    assert "lifecycle.stop()" in out
+    assert "stop       requested (lifecycle.stop)" in out
+    code, out, err = cli("call", python_guest("kitchen"), "set-then-stop k v", "--json")
+    assert code == 0, err
+    assert json.loads(out)["stop"] is True
+
+
 def test_call_rejects_a_payload_over_the_limit_in_one_line(tmp_path: Path) -> None:
     """A payload above the manifest's max-payload is refused before the guest runs."""
     code, _, err = cli("call", COUNTER, "x" * (1024 * 1024 + 1))

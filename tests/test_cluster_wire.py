@@ -13,9 +13,8 @@ import pytest
 from tests.nats_server import node, raw_client
 from tests.test_cluster import Calc
 from wasmactors.actors import DeadLetterReason
-from wasmactors.messaging import Callback, Reply, Tell
+from wasmactors.messaging import Callback, Reply, RequestError, RequestFailure, Tell
 from wasmactors.messaging._wire import Frame, address_token, encode_frame, token_address
-from wasmactors.runtime import RequestError, RequestFailure
 
 TIMEOUT = RequestFailure.TIMEOUT
 

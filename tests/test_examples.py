@@ -20,8 +20,8 @@ from tests.conftest import CACHE
 from tests.guests import ROOT
 from wasmactors._cli import main
 from wasmactors._run import RunReport, run_topology
-from wasmactors.actors import Topology
-from wasmactors.runtime import Engine, SQLiteStorage
+from wasmactors.actors import TRANSIENT, ActorSystem, EventKind, Topology
+from wasmactors.runtime import Engine, Manifest, MemoryStorage, SQLiteStorage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -151,6 +151,28 @@ async def test_polyglot_javascript_actor_sends_requests_and_crashes_beside_pytho
         assert storage.get("tally", "count/bug") is None  # the crash rolled the write back
         assert storage.get("tally", "counter-total") == b"3"  # the request's answer, via the callback
         assert storage.get("counter", "total") == b"3"
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="node and npm are not on PATH: the JavaScript guest cannot be built here",
+)
+async def test_polyglot_javascript_actor_stops_itself_normally(engine: Engine) -> None:
+    """The JS tally's `done` calls `lifecycle.stop` through componentize-js's
+    import: its reply goes out, then as a TRANSIENT actor it is removed."""
+    assert (EXAMPLES / "polyglot" / "tally" / "build" / "tally.wasm").exists(), "run `make guests`"
+    manifest = Manifest.load(EXAMPLES / "polyglot" / "tally" / "component.toml")
+    async with ActorSystem(engine=engine, storage=MemoryStorage()) as system:
+        tally = await system.spawn("tally", manifest, restart=TRANSIENT)
+        async with system.events() as events:
+            assert await tally.ask(b"done", timeout=10) == b"bye"
+            with anyio.fail_after(10):
+                async for event in events:
+                    if event.address == "tally" and event.kind in {EventKind.STOPPED, EventKind.RESTARTED}:
+                        break
+        assert event.kind is EventKind.STOPPED
+        assert system.stopped_stats["tally"].crashes == {}
 
 
 def test_make_demo_command_prints_the_pipeline_stats_table() -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from wasmactors.messaging import RequestError, RequestFailure, Send, SendRequest
 from wasmactors.runtime import (
     AppError,
     Component,
@@ -15,9 +16,6 @@ from wasmactors.runtime import (
     Instance,
     Limits,
     MiB,
-    Outgoing,
-    RequestError,
-    RequestFailure,
     Success,
 )
 
@@ -80,7 +78,7 @@ def test_send_is_buffered_in_the_outbox(inst: Instance) -> None:
     """send() queues the message on the call's result; nothing is delivered by the runtime."""
     result = inst.handle_message(b"send a/b hello there", request=True)
     assert result.outcome == Success(b"sent")
-    assert result.outbox == (Outgoing("a/b", b"hello there"),)
+    assert result.outbox == (Send("a/b", b"hello there"),)
 
 
 @pytest.mark.parametrize(
@@ -113,8 +111,8 @@ def test_request_allocates_ids_and_records_the_timeout(inst: Instance) -> None:
     """request() returns distinct ids and queues a request with its deadline."""
     first = inst.handle_message(b"request a/b 250 ping", request=True)
     second = inst.handle_message(b"request a/b 0 ping", request=True)
-    assert first.outbox == (Outgoing("a/b", b"ping", request_id=1, timeout=0.25),)
-    assert second.outbox == (Outgoing("a/b", b"ping", request_id=2, timeout=None),)
+    assert first.outbox == (SendRequest("a/b", b"ping", request_id=1, timeout=0.25),)
+    assert second.outbox == (SendRequest("a/b", b"ping", request_id=2, timeout=None),)
     assert first.outcome == Success(b"1")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import wasmtime
 
-from tests.guests import ROOT, python_guest, wat_guest
+from tests.guests import CALLBACK_OK, ROOT, python_guest, wat_guest
 from wasmactors.runtime import (
     CompileError,
     ComponentError,
@@ -73,8 +73,10 @@ def test_rejects_a_component_without_the_handler_export(engine: Engine) -> None:
 
 def test_rejects_a_handler_with_the_wrong_signature(engine: Engine) -> None:
     """An export with another type is named, with the expected and found signatures."""
-    wrong = SHELL.replace(";;@GUEST@", wat_guest_body("echo")).replace(
-        '(field "payload" string)', '(field "payload" (list u8))'
+    wrong = (
+        SHELL.replace(";;@GUEST@", wat_guest_body("echo"))
+        .replace(";;@CALLBACK@", CALLBACK_OK)
+        .replace('(field "payload" string)', '(field "payload" (list u8))')
     )
     with pytest.raises(WorldMismatchError, match=r"`handle-message` has the wrong type") as info:
         engine.load(wrong.encode())

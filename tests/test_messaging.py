@@ -15,11 +15,12 @@ from wasmactors.messaging import (
     PayloadDecodeError,
     Reply,
     Request,
+    RequestError,
+    RequestFailure,
     Tell,
     decode_envelope,
     encode_envelope,
 )
-from wasmactors.runtime import RequestError, RequestFailure
 
 
 class Add(msgspec.Struct, tag=True):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
 import wasmactors
 import wasmactors.actors
 import wasmactors.messaging
@@ -25,9 +27,9 @@ def test_runtime_public_names() -> None:
         "InstanceBusyError", "InstanceClosedError", "InstantiationError", "InvalidMessageError", "KiB",
         "Limits", "Manifest",
         "ManifestError",
-        "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome", "Outgoing",
-        "PayloadTooLargeError", "ROW_OVERHEAD", "RequestError", "RequestFailure", "SQLiteStorage",
-        "StorageBackend", "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
+        "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome",
+        "PayloadTooLargeError", "ROW_OVERHEAD", "SQLiteStorage", "StorageBackend",
+        "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
         "default_cache_dir", "encode_metadata", "parse_size", "row_size",
     ]  # fmt: skip
     for name in wasmactors.runtime.__all__:
@@ -38,10 +40,10 @@ def test_messaging_and_actors_public_names() -> None:
     """The other layers export exactly their documented API."""
     assert sorted(wasmactors.messaging.__all__) == [
         "Callback", "Cluster", "ClusterError", "ClusterSink", "ClusterTransport", "Codec", "DeliveryFailure",
-        "Endpoint", "Envelope", "InProcessTransport", "Kind",
-        "MessagingError", "NameTakenError", "PayloadDecodeError", "PayloadEncodeError", "Registry", "Reply",
-        "Request", "Tell", "Transport", "WireError", "check_name", "child_address", "decode_envelope",
-        "encode_envelope",
+        "Endpoint", "Envelope", "InProcessTransport", "Kind", "MessagingError", "NameTakenError", "Outgoing",
+        "PayloadDecodeError", "PayloadEncodeError", "Registry", "Reply", "Request", "RequestError",
+        "RequestFailure", "Send", "SendRequest", "Tell", "Transport", "WireError", "check_name",
+        "child_address", "decode_envelope", "encode_envelope",
     ]  # fmt: skip
     assert sorted(wasmactors.actors.__all__) == [
         "ActorAppError", "ActorCrashedError", "ActorError", "ActorRef", "ActorStats", "ActorStoppedError",
@@ -89,3 +91,26 @@ def test_no_generic_top_level_modules_are_installed(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[True, True, True]"
+
+
+@pytest.mark.anyio
+async def test_a_supervisor_exposes_only_what_users_call(system: wasmactors.ActorSystem) -> None:
+    """A Supervisor's public names are the user API (spawning under it, its
+    configuration, its children); the child interface its parent drives and
+    the task's plumbing are private."""
+    sup = await system.spawn_supervisor("w")
+    public = {name for name in (*dir(sup), *vars(sup)) if not name.startswith("_")}
+    assert public == {
+        "address", "backoff", "children", "max_restarts", "parent", "restart_type", "shutdown",
+        "spawn", "spawn_native", "spawn_supervisor", "strategy", "within",
+    }  # fmt: skip
+    await sup.spawn_native("n", Echo())
+    assert [c.address for c in sup.children] == ["w/n"]
+    assert system.root.children == (sup,)
+
+
+class Echo:
+    async def handle_message(
+        self, envelope: wasmactors.messaging.Envelope, context: wasmactors.actors.NativeContext
+    ) -> bytes:
+        return envelope.payload

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from typing import TYPE_CHECKING
 
 import pytest
@@ -110,7 +111,47 @@ MISTAKES = [
     ),
     (("fuel = 300_000_000", "fuel = -1"), r"child\[0\].child\[0\].limits.fuel`: Expected `int` >= 1"),
     (("[[message]]", "[[message]"), r"not valid TOML"),
+    # shutdown: milliseconds >= 0, "brutal-kill" or "infinity"; nothing else
+    (("mailbox-size = 16", "shutdown = -1"), r"key `child\[0\].child\[0\].shutdown`: Expected `int` >= 0"),
+    (("mailbox-size = 16", "shutdown = nan"), r"key `child\[0\].child\[0\].shutdown`: Expected `int \| str"),
+    (("mailbox-size = 16", "shutdown = 1.5"), r"key `child\[0\].child\[0\].shutdown`: Expected `int \| str"),
+    (("mailbox-size = 16", "shutdown = inf"), r"key `child\[0\].child\[0\].shutdown`: Expected `int \| str"),
+    (("mailbox-size = 16", "shutdown = true"), r"key `child\[0\].child\[0\].shutdown`: Expected `int \| str"),
+    (
+        ("mailbox-size = 16", 'shutdown = "brutal_kill"'),
+        r"key `child\[0\].child\[0\].shutdown`: Invalid enum value 'brutal_kill'",
+    ),
+    (
+        ('strategy = "one-for-all"', 'strategy = "one-for-all"\nshutdown = "forever"'),
+        r"`child\[0\].shutdown`",
+    ),
 ]
+
+
+@pytest.mark.anyio
+async def test_shutdown_sets_each_childs_stop_time(engine: Engine, tmp_path: Path) -> None:
+    """`shutdown` is OTP's: milliseconds, "brutal-kill" (0) or "infinity", per
+    child; without it an actor gets the system's shutdown time and a supervisor infinity."""
+    text = (
+        tree(tmp_path)
+        .replace("mailbox-size = 16", "mailbox-size = 16\nshutdown = 2500", 1)
+        .replace('restart = "transient"', 'restart = "transient"\nshutdown = "brutal-kill"', 1)
+        .replace('name = "workers"', 'name = "workers"\nshutdown = 3000', 1)
+        .replace('name = "echo"', 'name = "echo"\nshutdown = "infinity"', 1)
+    )
+    topology = Topology.load(write(tmp_path, text))
+    async with open_test_system(engine=engine) as kit:
+        await topology.start(kit.system)
+        cells = {a: kit.system.registry.lookup(a) for a in topology.actors()}
+        assert cells["workers/counter"].shutdown == 2.5  # type: ignore[union-attr]
+        assert cells["workers/kitchen"].shutdown == 0  # type: ignore[union-attr]
+        assert cells["echo"].shutdown == math.inf  # type: ignore[union-attr]
+        assert kit.system.supervisor("workers").shutdown == 3.0
+    plain = Topology.load(write(tmp_path, tree(tmp_path)))
+    async with open_test_system(engine=engine) as kit:
+        await plain.start(kit.system)
+        assert kit.system.registry.lookup("echo").shutdown == kit.system.shutdown_timeout  # type: ignore[union-attr]
+        assert kit.system.supervisor("workers").shutdown == math.inf
 
 
 @pytest.mark.parametrize(("change", "expected"), MISTAKES)

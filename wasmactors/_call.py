@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from .messaging import Outgoing, SendRequest
 from .runtime import (
     AppError,
     ComponentInfo,
@@ -20,7 +21,6 @@ from .runtime import (
     Manifest,
     MemoryStorage,
     MiB,
-    Outgoing,
     SQLiteStorage,
     StorageBackend,
     Success,
@@ -66,6 +66,8 @@ class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     logs: tuple[LogLine, ...] = ()
     #: Messages the handler queued; ``call`` runs one actor, so none is delivered.
     outbox: tuple[Outgoing, ...] = ()
+    #: The handler called ``lifecycle.stop``: in a system the actor would exit normally.
+    stop: bool = False
 
 
 class _Capture(logging.Handler):
@@ -128,6 +130,7 @@ def call(
         host_calls=tuple(audit),
         logs=tuple(capture.lines),
         outbox=result.outbox,
+        stop=result.stop,
     )
     match result.outcome:
         case Success(reply=reply):
@@ -172,8 +175,10 @@ def format_call(report: CallReport) -> str:
     if report.outbox:
         lines.append(f"queued     {len(report.outbox)} (not delivered: `call` runs one actor)")
         for out in report.outbox:
-            what = "request" if out.request_id is not None else "send"
+            what = "request" if isinstance(out, SendRequest) else "send"
             lines.append(f"  {what} -> {out.to}: {_text(out.payload)!r}")
+    if report.stop:
+        lines.append("stop       requested (lifecycle.stop): in a system the actor would exit normally")
     return "\n".join(lines)
 
 

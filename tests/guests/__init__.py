@@ -14,14 +14,24 @@ def wat_guest(name: str) -> bytes:
     return wat_component((WAT / f"{name}.wat").read_text())
 
 
-def wat_component(body: str, *, imports: str = "", lower: str = "", core_imports: str = "") -> bytes:
+#: The shell's default ``handle-callback``: ok, whatever the outcome.
+CALLBACK_OK = """(func (export "handle-callback") (param i64 i32 i32 i32 i32) (result i32)
+      (i32.store8 (i32.const 16) (i32.const 0))
+      (i32.const 16))"""
+
+
+def wat_component(
+    body: str, *, imports: str = "", lower: str = "", core_imports: str = "", callback: str = CALLBACK_OK
+) -> bytes:
     """A WAT guest from its core module fields ``body`` and, for a guest that
     calls host functions, its component-level ``imports``, the ``lower``
     definitions (core funcs, ending with a core instance ``$host``) and the
-    module's ``core_imports`` from ``"host"``."""
+    module's ``core_imports`` from ``"host"``; ``callback`` replaces the
+    default ``handle-callback`` export."""
     shell = (WAT / "shell.wat").read_text()
     return (
         shell.replace(";;@GUEST@", body)
+        .replace(";;@CALLBACK@", callback)
         .replace(";;@IMPORTS@", imports)
         .replace(";;@LOWER@", lower)
         .replace(";;@CORE-IMPORTS@", core_imports)

@@ -8,7 +8,7 @@ payload is written through a return pointer passed last.
 
 from __future__ import annotations
 
-from tests.guests import wat_component
+from tests.guests import CALLBACK_OK, wat_component
 
 _SEND_ERROR = (
     '(variant (case "invalid-address" string) (case "unknown-recipient" string) '
@@ -57,12 +57,14 @@ _INTERFACES: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             ),
         },
     ),
+    "lifecycle": ("", {"stop": ("(func)", "")}),
 }
 
 
-def calling_guest(body: str, *uses: str) -> bytes:
-    """A WAT guest whose ``body`` may call the host functions named in
-    ``uses`` (``"storage.set"``...) as ``$storage.set`` etc."""
+def calling_guest(body: str, *uses: str, callback: str = CALLBACK_OK) -> bytes:
+    """A WAT guest whose ``body`` (and ``callback``, its ``handle-callback``
+    export) may call the host functions named in ``uses`` (``"storage.set"``...)
+    as ``$storage.set`` etc."""
     by_iface: dict[str, list[str]] = {}
     for use in uses:
         iface, func = use.split(".")
@@ -82,7 +84,11 @@ def calling_guest(body: str, *uses: str) -> bytes:
             core.append(f'(import "host" "{name}" (func ${name} {table[f][1]}))')
     lower.append(f"(core instance $host {' '.join(exports)})")
     return wat_component(
-        body, imports="\n".join(imports), lower="\n".join(lower), core_imports="\n".join(core)
+        body,
+        imports="\n".join(imports),
+        lower="\n".join(lower),
+        core_imports="\n".join(core),
+        callback=callback,
     )
 
 

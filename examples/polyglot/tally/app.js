@@ -7,9 +7,12 @@
 //   sync         requests the counter's total; the callback stores it
 //   report       replies with every count and the last synced total, as JSON
 //   bug          writes to storage, then hits a TypeError: a crash, rolled back
+//   done         replies "bye" and stops normally (lifecycle.stop): a permanent
+//                actor is restarted, a transient or temporary one removed
 //   (anything else) an application error
 import { get, set, keys } from "wasmactors:actor/storage@0.1.0";
 import { send, request } from "wasmactors:actor/messaging@0.1.0";
+import { stop } from "wasmactors:actor/lifecycle@0.1.0";
 import { log } from "wasmactors:actor/services@0.1.0";
 
 const COUNTER = "counter";
@@ -71,8 +74,11 @@ function handleMessage(msg) {
       const missing = undefined;
       return missing.length; // TypeError
     }
+    case "done":
+      stop(); // takes effect once this call returns: the reply still goes out
+      return "bye";
     default:
-      throw new AppError(`unknown command ${JSON.stringify(command)}; try count WORD, sync or report`);
+      throw new AppError(`unknown command ${JSON.stringify(command)}; try count WORD, sync, report or done`);
   }
 }
 

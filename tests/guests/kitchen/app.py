@@ -8,7 +8,7 @@ import time
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import messaging, services, storage, types
+from wit_world.imports import lifecycle, messaging, services, storage, types
 
 LEVELS = {
     "trace": types.LogLevel.TRACE,
@@ -118,6 +118,14 @@ def run(command: str, args: list[str], msg: types.Envelope) -> str | None:
         storage.set(args[0], args[1])
         messaging.send(args[2], "lost")
         raise RuntimeError("crash after writing")
+    if command == "set-then-stop":
+        storage.set(args[0], args[1])
+        lifecycle.stop()
+        return "stopping"
+    if command == "stop-then-raise":
+        storage.set(args[0], args[1])
+        lifecycle.stop()
+        raise RuntimeError("crash after stop")
     if command == "set-then-err":
         storage.set(args[0], args[1])
         raise Err(types.AppError("rejected after writing"))

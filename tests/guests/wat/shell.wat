@@ -9,7 +9,11 @@
 ;; Guests that import host functions fill four more markers (see
 ;; tests/guests/__init__.py): IMPORTS (component-level imports), LOWER (core
 ;; funcs lowered from them and a core instance `$host` exporting them),
-;; CORE-IMPORTS (the guest module's imports from "host") and WITH.
+;; CORE-IMPORTS (the guest module's imports from "host") and WITH. CALLBACK
+;; is the core `handle-callback` export, by default one that returns ok:
+;;   (func (export "handle-callback") (param i64 i32 i32 i32 i32) (result i32))
+;; takes the request id, the result's tag (0 ok) and its payload's three
+;; words, and returns the address of a result<_, app-error>.
 (component
   ;;@IMPORTS@
   ;; Memory and allocator live in their own core instance, so that host
@@ -54,9 +58,7 @@
       (i32.store (i32.const 20) (local.get $ptr))
       (i32.store (i32.const 24) (local.get $len))
       (i32.const 16))
-    (func (export "handle-callback") (param i64 i32 i32 i32 i32) (result i32)
-      (i32.store8 (i32.const 16) (i32.const 0))
-      (i32.const 16))
+    ;;@CALLBACK@
     ;;@GUEST@
     (export "handle-message" (func $handle))
   )
