@@ -310,3 +310,32 @@ async def test_names_of_a_paused_node_are_freed_when_its_lease_lapses(
                 assert a.cluster is not None
                 assert a.cluster.leases.owner("held") == "a"
                 process.kill()
+
+
+@pytest.mark.stress
+async def test_name_races_have_one_winner_every_time(
+    nats_server: NatsServer, engine: Engine, prefix: str
+) -> None:
+    """Hundreds of two-node races for fresh names: each has exactly one owner, the
+    one whose spawn succeeded, and the bucket agrees on both nodes."""
+    async with node(nats_server, engine, prefix, "a") as a, node(nats_server, engine, prefix, "b") as b:
+        winners: dict[str, str] = {}
+
+        async def claim(system: ActorSystem, who: str, name: str, lost: list[str]) -> None:
+            try:
+                await system.spawn_native(name, Recorder)
+                winners[name] = who
+            except NameTakenError:
+                lost.append(who)
+
+        with anyio.fail_after(120):
+            for i in range(300):
+                name, lost = f"race{i}", []
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(claim, a, "a", name, lost)
+                    tg.start_soon(claim, b, "b", name, lost)
+                assert len(lost) == 1, (name, lost)
+                assert winners[name] != lost[0]
+                for system in (a, b):
+                    assert system.cluster is not None
+                    assert await system.cluster.leases.lookup(name) == winners[name]
