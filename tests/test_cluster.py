@@ -330,7 +330,7 @@ async def test_name_races_have_one_winner_every_time(
 
         with anyio.fail_after(120):
             for i in range(300):
-                name, lost = f"race{i}", []
+                name, lost = f"race{i}", list[str]()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(claim, a, "a", name, lost)
                     tg.start_soon(claim, b, "b", name, lost)
