@@ -401,7 +401,8 @@ class ComponentCell(Cell):
         # with room is delivered at once; from the first send that must wait
         # for room on, the rest of the turn's sends and replies wait their
         # turn in order (``deferred``), so no one overtakes another.
-        if rest:
+        if rest:  # not run this turn: answers among them are claimed again next time
+            self._unclaim(rest)
             self.mailbox.push_front(rest)
         hurry = control.abort
         deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []

@@ -19,7 +19,7 @@ from ..messaging import (
     RequestFailure,
     Tell,
 )
-from ..runtime import InvalidMessageError, Limits, encode_metadata
+from ..runtime import InvalidMessageError, Limits, PayloadTooLargeError, encode_metadata
 from ._cell import ComponentCell
 from ._errors import (
     ActorAppError,
@@ -161,10 +161,15 @@ class ActorRef:
         # One entry in the system's deadline heap instead of a fail_after per ask.
         deadline = system._deadlines.after(timeout, slot.expire)
         try:
-            failure = system.transport.send_nowait(envelope)
+            # A network transport reports delivery once the receiver acks it.
+            failure: DeliveryFailure | None = DeliveryFailure.MAILBOX_FULL
+            if system._direct:
+                failure = system.transport.send_nowait(envelope)
             if failure is DeliveryFailure.MAILBOX_FULL:
                 with anyio.move_on_after(timeout) as waiting:
-                    failure = await system.transport.send(envelope, timeout=None)
+                    failure = await system.transport.send(
+                        envelope, timeout=None if system._direct else timeout
+                    )
                 if waiting.cancelled_caught:
                     raise AskTimeoutError(f"{self.address} had no mailbox space within {timeout:g} s")
             _raise_for(self.address, failure)
@@ -236,6 +241,10 @@ def _raise_for(address: str, failure: DeliveryFailure | None) -> None:
         raise UnknownActorError(f"no actor at {address!r}")
     if failure is DeliveryFailure.MAILBOX_FULL:
         raise MailboxFullError(f"{address}'s mailbox is full")
+    if failure is DeliveryFailure.PAYLOAD_TOO_LARGE:  # checked by the receiving node
+        raise PayloadTooLargeError(f"message to {address}: the payload exceeds its limit")
+    if failure is DeliveryFailure.INVALID_MESSAGE:
+        raise InvalidMessageError(f"message to {address}: refused by its node")
     raise ActorStoppedError(f"{address} is stopped")
 
 
@@ -249,4 +258,6 @@ def _error_for(address: str, error: RequestError) -> Exception:
         return UnknownActorError(f"no actor at {address!r}")
     if reason is RequestFailure.TIMEOUT:
         return AskTimeoutError(f"{address} timed out")
+    if reason is RequestFailure.MAILBOX_FULL:
+        return MailboxFullError(f"{address}'s mailbox is full")
     return ActorStoppedError(f"{address} stopped before answering")

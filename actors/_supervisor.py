@@ -322,11 +322,17 @@ class Supervisor:
         system = self._system
         system._reserve(cell.address)
         try:
+            await system._claim(cell.address)
             await cell.start()
         except BaseException:
             system._release_name(cell.address)
             raise
         system._register(cell)
+        try:
+            await system._announce(cell.address)
+        except BaseException:
+            cell.close()
+            raise
         await self._adopt(cell)
         return ActorRef(system, cell.address)
 

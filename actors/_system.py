@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..messaging import (
+    Cluster,
+    ClusterTransport,
     Envelope,
     InProcessTransport,
     NameTakenError,
@@ -30,6 +32,7 @@ from ..runtime import (
     StorageBackend,
 )
 from ._cell import Cell, ExitKind, RestartType
+from ._cluster import ActorSink
 from ._deadlines import Deadlines
 from ._env import CellEnv
 from ._errors import ActorStoppedError, SystemFailedError, UnknownActorError
@@ -85,9 +88,12 @@ class ActorSystem:
         max_restarts: int = 3,
         within: float = 5.0,
         transport: Transport | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         if turn_size < 1 or not turn_time > 0:
             raise ValueError("turn_size must be >= 1 and turn_time > 0")
+        if cluster is not None and transport is not None:
+            raise ValueError("give a cluster or a transport, not both")
         self._storage_arg = storage
         self._engine_arg = engine
         #: Worker threads running wasm at once (default: CPU count).
@@ -106,6 +112,12 @@ class ActorSystem:
         #: Default shutdown time of an actor (seconds before a stop cancels it).
         self.shutdown_timeout = shutdown_timeout
         self.registry = Registry()
+        #: This node's cluster transport, when the system joins a cluster.
+        self.cluster: ClusterTransport | None = None
+        if cluster is not None:
+            self.cluster = transport = ClusterTransport(
+                cluster, self.registry, ActorSink(self.registry, self._dead_letter)
+            )
         self.transport: Transport = transport or InProcessTransport(self.registry)
         #: Refs deliver straight to the registry's endpoints (no custom transport).
         self._direct = transport is None
@@ -159,6 +171,16 @@ class ActorSystem:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._deadlines.run)
+        try:
+            if self.cluster is not None:
+                await self.cluster.start(self._tg)
+        except BaseException:
+            self._tg.cancel_scope.cancel()
+            try:
+                await self._tg.__aexit__(None, None, None)
+            finally:
+                self._close_resources()
+            raise
         await self._tg.start(self._run_root)
         return self
 
@@ -172,6 +194,8 @@ class ActorSystem:
                     self.root._request_stop(drain=True)
                     await self._root_done.wait()
                 self.root._close()
+                if self.cluster is not None:
+                    await self.cluster.aclose()
             self._tg.cancel_scope.cancel()
             try:
                 await self._tg.__aexit__(typ, exc, tb)
@@ -181,15 +205,18 @@ class ActorSystem:
                 if exc is None or group.subgroup(lambda e: _other(e, exc)) is not None:
                     raise
         finally:
-            self._events.close()
-            self._dead.close()
-            if self._own_storage and self.storage is not None:
-                self.storage.close()
-            if self._own_engine:
-                self.engine.close()
+            self._close_resources()
         if self._failure is not None and (exc is None or isinstance(exc, anyio.get_cancelled_exc_class())):
             raise self._failure
         return None
+
+    def _close_resources(self) -> None:
+        self._events.close()
+        self._dead.close()
+        if self._own_storage and self.storage is not None:
+            self.storage.close()
+        if self._own_engine:
+            self.engine.close()
 
     async def _run_root(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         try:
@@ -213,6 +240,18 @@ class ActorSystem:
 
     def _release_name(self, address: str) -> None:
         self._names.discard(address)
+        if self.cluster is not None:
+            self.cluster.release(address)
+
+    async def _claim(self, address: str) -> None:
+        """Own an actor's name in the cluster (no-op without one)."""
+        if self.cluster is not None:
+            await self.cluster.claim(address)
+
+    async def _announce(self, address: str) -> None:
+        """Receive for a registered actor from the cluster (no-op without one)."""
+        if self.cluster is not None:
+            await self.cluster.announce(address)
 
     def _register(self, cell: Cell) -> None:
         self.registry.register(cell.address, cell)

@@ -24,6 +24,12 @@ once it is up, declared in TOML and decoded with msgspec::
     to = "workers/counter"
     payload = "add 5"
 
+In a cluster, ``node = "a"`` on a child places that subtree on the node
+named ``a`` (``wasmactors node --name a``); each node starts what is placed
+on it, and ``wasmactors run`` starts everything in one process. A topology
+that places anything places every top-level child, and a subtree lives on
+one node (supervision is local).
+
 Paths are relative to the topology file. Every mistake (an unknown key, a
 wrong type, a missing limit, a component file that does not exist, two
 children with one name) raises :class:`TopologyError` naming the file, the
@@ -81,6 +87,7 @@ class _Backoff(msgspec.Struct, forbid_unknown_fields=True):
 class _Actor(msgspec.Struct, tag="actor", tag_field="type", forbid_unknown_fields=True, rename="kebab"):
     name: str
     component: str
+    node: str | None = None
     limits: _Limits | None = None
     mailbox_size: Positive | None = None
     restart: Literal["permanent", "transient", "temporary"] = "permanent"
@@ -91,6 +98,7 @@ class _Supervisor(
     msgspec.Struct, tag="supervisor", tag_field="type", forbid_unknown_fields=True, rename="kebab"
 ):
     name: str
+    node: str | None = None
     strategy: Literal["one-for-one", "one-for-all", "rest-for-one"] = "one-for-one"
     max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 3
     within: Seconds = 5.0
@@ -139,6 +147,8 @@ class ActorNode:
     restart: RestartType
     #: Seconds a stop may take (0: brutal kill, ``math.inf``); ``None``: the default.
     shutdown: float | None = None
+    #: The cluster node it is placed on (``None``: not placed).
+    node: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +162,8 @@ class SupervisorNode:
     children: tuple[ActorNode | SupervisorNode, ...]
     #: Seconds a stop may take; ``None``: the default (``math.inf`` for a supervisor).
     shutdown: float | None = None
+    #: The cluster node the subtree is placed on (``None``: not placed).
+    node: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +188,14 @@ class Topology:
             raise TopologyError(f"{path}: cannot read topology: {exc.strerror}") from exc
         data = decode_toml(raw, _File, str(path), TopologyError)
         resolver = _Resolver(path)
-        children = resolver.children(data.child, None, "child")
+        children = resolver.children(data.child, None, "child", None)
+        placed = [c.node for c in children]
+        if any(placed) and not all(placed):
+            i = placed.index(None)
+            raise TopologyError(
+                f"{path}: key `child[{i}].node`: this topology places children on cluster nodes, "
+                f"so every top-level child needs a node (where does {children[i].name!r} run?)"
+            )
         messages = []
         for i, message in enumerate(data.message):
             if message.to not in resolver.addresses:
@@ -197,20 +216,29 @@ class Topology:
             messages=tuple(messages),
         )
 
-    def actors(self) -> list[str]:
-        """Every component actor's address, in start order."""
+    def actors(self, node: str | None = None) -> list[str]:
+        """Every component actor's address, in start order (``node``: only those placed there)."""
         out: list[str] = []
 
         def walk(nodes: tuple[ActorNode | SupervisorNode, ...], parent: str | None) -> None:
-            for node in nodes:
-                address = child_address(parent, node.name)
-                if isinstance(node, SupervisorNode):
-                    walk(node.children, address)
+            for child in nodes:
+                address = child_address(parent, child.name)
+                if isinstance(child, SupervisorNode):
+                    walk(child.children, address)
                 else:
                     out.append(address)
 
-        walk(self.children, None)
+        walk(tuple(c for c in self.children if node is None or c.node == node), None)
         return out
+
+    def nodes(self) -> list[str]:
+        """The cluster nodes the topology places children on, in file order."""
+        return list(dict.fromkeys(c.node for c in self.children if c.node is not None))
+
+    def node_of(self, address: str) -> str | None:
+        """The node an actor of this topology is placed on."""
+        top = address.split("/", 1)[0]
+        return next((c.node for c in self.children if c.name == top), None)
 
     async def start(
         self,
@@ -218,16 +246,22 @@ class Topology:
         *,
         messages: bool = True,
         on_answer: Callable[[InitialMessage, bytes | Exception], None] | None = None,
+        node: str | None = None,
     ) -> None:
         """Spawn the tree under ``system``'s root, in file order, then send the
-        initial messages (unless ``messages=False``). An ``ask`` message waits
+        initial messages (unless ``messages=False``). With ``node``, only the
+        subtrees placed on that node, and only the messages to them (a cluster
+        node waits until every actor of the topology is up before sending:
+        see ``wasmactors node``). An ``ask`` message waits
         for its answer, or the error that took its place (``ActorAppError``,
         ``ActorCrashedError``, ``AskTimeoutError``...), and hands it to
         ``on_answer``. The root's strategy and intensity come from the file."""
         root = system.root
         root.strategy, root.max_restarts, root.within = self.strategy, self.max_restarts, self.within
-        await _spawn(root, self.children)
+        await _spawn(root, tuple(c for c in self.children if node is None or c.node == node))
         for message in self.messages if messages else ():
+            if node is not None and self.node_of(message.to) != node:
+                continue
             ref = system.ref(message.to)
             if not message.ask:
                 await ref.tell(message.payload)
@@ -289,7 +323,7 @@ class _Resolver:
         return TopologyError(f"{self.source}: key `{key}`: {message}")
 
     def children(
-        self, specs: list[_Actor | _Supervisor], parent: str | None, key: str
+        self, specs: list[_Actor | _Supervisor], parent: str | None, key: str, placed: str | None
     ) -> tuple[ActorNode | SupervisorNode, ...]:
         seen: set[str] = set()
         out: list[ActorNode | SupervisorNode] = []
@@ -305,6 +339,7 @@ class _Resolver:
                 )
             seen.add(spec.name)
             address = child_address(parent, spec.name)
+            node = self.node(spec.node, placed, parent, f"{here}.node")
             if isinstance(spec, _Supervisor):
                 out.append(
                     SupervisorNode(
@@ -316,8 +351,9 @@ class _Resolver:
                         if spec.backoff
                         else None,
                         restart=RestartType(spec.restart),
-                        children=self.children(spec.child, address, f"{here}.child"),
+                        children=self.children(spec.child, address, f"{here}.child", node),
                         shutdown=_seconds(spec.shutdown),
+                        node=node,
                     )
                 )
             else:
@@ -331,9 +367,26 @@ class _Resolver:
                         mailbox_size=spec.mailbox_size,
                         restart=RestartType(spec.restart),
                         shutdown=_seconds(spec.shutdown),
+                        node=node,
                     )
                 )
         return tuple(out)
+
+    def node(self, node: str | None, placed: str | None, parent: str | None, key: str) -> str | None:
+        """Where a child runs: its own ``node``, else its subtree's."""
+        if node is None:
+            return placed
+        try:
+            check_name(node)
+        except ValueError as exc:
+            raise self.fail(key, f"invalid node name: {exc}") from None
+        if placed is not None and node != placed:
+            raise self.fail(
+                key,
+                f"{node!r} inside a subtree placed on {placed!r}: a subtree lives on one node "
+                f"(its supervisor {parent!r} supervises it there)",
+            )
+        return node
 
     def manifest(self, spec: _Actor, here: str) -> Manifest:
         path = (self.source.parent / spec.component).resolve()

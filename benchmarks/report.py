@@ -93,6 +93,7 @@ def bars(r: dict[str, Any]) -> list[Bar]:
             Bar("actors", "1,000 idle Python-guest actors ≤ 4 GiB RSS", f"{idle:.2f} GiB", idle <= 4, "")
         )
     out += _timeout_bars(r)
+    out += _cluster_bars(r)
     elapsed = r.get("elapsed_s")
     if (
         elapsed
@@ -221,6 +222,41 @@ def _issue11_bars(r: dict[str, Any]) -> list[Bar]:
     return out
 
 
+def _cluster_bars(r: dict[str, Any]) -> list[Bar]:
+    rows = _get(r, "cluster", "rows")
+    if not rows:
+        return []
+    raw = rows["nats-py, caller's own asyncio loop"]
+    out = []
+    why = (
+        "Both nodes share this process, its GIL and its event loop, and each hop crosses two bridge "
+        "threads; an ask is a request frame, a delivery ack and a reply frame (docs/cluster.md)."
+    )
+    for backend in ("asyncio", "trio"):
+        ours = rows[f"wasmactors cross-node, {backend}"]
+        ratio = ours["ask_us"]["p50"] / raw["ask_us"]["p50"]
+        out.append(
+            Bar(
+                "cluster",
+                f"cross-node ask p50 ≤ 1.5x nats-py request/reply, {backend}",
+                f"{ours['ask_us']['p50']:.0f} µs vs {raw['ask_us']['p50']:.0f} µs ({ratio:.2f}x)",
+                ratio <= 1.5,
+                why,
+            )
+        )
+        ratio = ours["tells_per_s"] / raw["tells_per_s"]
+        out.append(
+            Bar(
+                "cluster",
+                f"cross-node tells ≥ 0.5x nats-py publish rate, {backend}",
+                f"{ours['tells_per_s']:,.0f}/s vs {raw['tells_per_s']:,.0f}/s ({ratio:.2f}x)",
+                ratio >= 0.5,
+                why,
+            )
+        )
+    return out
+
+
 def _timeout_bars(r: dict[str, Any]) -> list[Bar]:
     # When the timeout fires is when the epoch reaches the deadline: the
     # ticker probe measures that in wall-clock time. The guest's CPU time
@@ -271,6 +307,50 @@ def _scaling_table(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
             rows,
         )
     ]
+
+
+def _timeout_sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    tables: list[tuple[str, list[str], list[list[str]]]] = []
+    if "timeouts" not in r:
+        return tables
+    tmo = r["timeouts"]
+    keys = ("ran p50", "ran p99", "p99 late (ticks)", "waited p50", "waited p99", "waited max")
+    rows = [[name, *(f"{row[k]:.1f}" for k in keys)] for name, row in tmo["ms"].items()]
+    tables.append(
+        (
+            f"Timeout accuracy: a {tmo['timeout_ms']:g} ms timeout, {tmo['calls']} calls each (ms; "
+            "ran: the guest's CPU time until the trap; waited: the caller's wall clock, GIL included)",
+            ["epoch ticker, load", *keys],
+            rows,
+        )
+    )
+    if tmo.get("ticks_lost"):
+        rows = [
+            [name, *(f"{row[k]:.1f}" for k in ("p50", "p99", "max"))]
+            for name, row in tmo["ticks_lost"].items()
+        ]
+        tables.append(
+            (
+                "The epoch ticker alone: ticks missing from a 50 ms window (what a timeout starting "
+                "there would be late by), sampled every 5 ms for 5 s",
+                ["ticker, load", "p50", "p99", "max"],
+                rows,
+            )
+        )
+    if "actor_ms" in tmo:
+        rows = [
+            [name, *(f"{row[k]:.1f}" for k in ("p50", "p99", "max"))] for name, row in tmo["actor_ms"].items()
+        ]
+        tables.append(
+            (
+                "Timeout accuracy through an actor: ask to an endless loop with a "
+                f"{tmo['timeout_ms']:g} ms timeout until ActorCrashedError (ms; wasmactors' ticker, "
+                "a restart between asks)",
+                ["backend, load", "p50", "p99", "max"],
+                rows,
+            )
+        )
+    return tables
 
 
 def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -352,45 +432,26 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
                 rows,
             )
         )
-    if "timeouts" in r:
-        tmo = r["timeouts"]
-        keys = ("ran p50", "ran p99", "p99 late (ticks)", "waited p50", "waited p99", "waited max")
-        rows = [[name, *(f"{row[k]:.1f}" for k in keys)] for name, row in tmo["ms"].items()]
+    tables += _timeout_sections(r)
+    if "cluster" in r:
+        cl = r["cluster"]
+        rows = [
+            [
+                name,
+                f"{row['ask_us']['p50']:.0f}",
+                f"{row['ask_us']['p99']:.0f}",
+                f"{row['tells_per_s']:,.0f}" if "tells_per_s" in row else "",
+            ]
+            for name, row in cl["rows"].items()
+        ]
         tables.append(
             (
-                f"Timeout accuracy: a {tmo['timeout_ms']:g} ms timeout, {tmo['calls']} calls each (ms; "
-                "ran: the guest's CPU time until the trap; waited: the caller's wall clock, GIL included)",
-                ["epoch ticker, load", *keys],
+                f"Cluster: two nodes on one nats-server, 16 B messages ({cl['asks']:,} asks; "
+                f"{cl['tells']:,} tells from {cl['tellers']} tasks)",
+                ["", "ask p50 (µs)", "ask p99 (µs)", "tells/s"],
                 rows,
             )
         )
-        if tmo.get("ticks_lost"):
-            rows = [
-                [name, *(f"{row[k]:.1f}" for k in ("p50", "p99", "max"))]
-                for name, row in tmo["ticks_lost"].items()
-            ]
-            tables.append(
-                (
-                    "The epoch ticker alone: ticks missing from a 50 ms window (what a timeout starting "
-                    "there would be late by), sampled every 5 ms for 5 s",
-                    ["ticker, load", "p50", "p99", "max"],
-                    rows,
-                )
-            )
-        if "actor_ms" in tmo:
-            rows = [
-                [name, *(f"{row[k]:.1f}" for k in ("p50", "p99", "max"))]
-                for name, row in tmo["actor_ms"].items()
-            ]
-            tables.append(
-                (
-                    "Timeout accuracy through an actor: ask to an endless loop with a "
-                    f"{tmo['timeout_ms']:g} ms timeout until ActorCrashedError (ms; wasmactors' ticker, "
-                    "a restart between asks)",
-                    ["backend, load", "p50", "p99", "max"],
-                    rows,
-                )
-            )
     return tables
 
 

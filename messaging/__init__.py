@@ -2,6 +2,7 @@
 handler sends, and typed payload codecs. This layer knows no wasmtime and no
 actors: ``runtime`` and ``actors`` import it, never the other way round."""
 
+from ._cluster import Cluster
 from ._codec import Codec
 from ._envelope import (
     Callback,
@@ -15,7 +16,8 @@ from ._envelope import (
     decode_envelope,
     encode_envelope,
 )
-from ._errors import MessagingError, PayloadDecodeError, PayloadEncodeError
+from ._errors import ClusterError, MessagingError, PayloadDecodeError, PayloadEncodeError
+from ._node import ClusterSink, ClusterTransport
 from ._outgoing import Outgoing, Send, SendRequest
 from ._transport import (
     DeliveryFailure,
@@ -27,9 +29,14 @@ from ._transport import (
     check_name,
     child_address,
 )
+from ._wire import WireError
 
 __all__ = [
     "Callback",
+    "Cluster",
+    "ClusterError",
+    "ClusterSink",
+    "ClusterTransport",
     "Codec",
     "DeliveryFailure",
     "Endpoint",
@@ -50,6 +57,7 @@ __all__ = [
     "SendRequest",
     "Tell",
     "Transport",
+    "WireError",
     "check_name",
     "child_address",
     "decode_envelope",

@@ -3,11 +3,13 @@ compiled guests, and the anyio backends every async test runs on."""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.guests import ROOT, python_guest, wat_guest
+from tests.nats_server import NatsServer, running_nats_server
 from wasmactors.actors import ActorSystem
 from wasmactors.runtime import Component, Engine, Limits, MemoryStorage, MiB
 
@@ -65,3 +67,19 @@ async def system(engine: Engine) -> AsyncIterator[ActorSystem]:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state.db"
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One real nats-server with JetStream for the session; each test uses its
+    own cluster prefix (subjects and bucket), so tests do not see each other."""
+    yield from running_nats_server(tmp_path_factory.mktemp("jetstream"))
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A cluster namespace (subjects and KV bucket) of this test's own."""
+    return f"t{next(_prefixes)}"

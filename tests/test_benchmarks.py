@@ -37,6 +37,7 @@ def test_every_scenario_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
         "Fan-out",
         "An actor's life",
         "cost of the limits",
+        "Cluster: two nodes",
         "bars:",
     ):
         assert title in printed

@@ -26,6 +26,8 @@ from wasmactors.runtime import Engine, Manifest, MemoryStorage, SQLiteStorage
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.nats_server import NatsServer
+
 
 def test_quickstart_example_runs_end_to_end() -> None:
     """examples/quickstart.py counts to 42, survives a restart, and exits 0."""
@@ -226,3 +228,32 @@ async def test_http_service_answers_from_warehouse_actors(
             stop.set()
     with SQLiteStorage(db_path) as storage:
         assert storage.get("warehouses/paris", "sku/bolts") == b"5"
+
+
+# -- the cluster: three node processes ------------------------------------------------
+
+
+def test_cluster_example_runs_the_pipeline_over_three_node_processes(nats_server: NatsServer) -> None:
+    """examples/cluster/run.py: three `wasmactors node` processes share the pipeline
+    through nats-server; the sink's totals match the one-process run, every node stops cleanly."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "cluster" / "run.py"),
+            "--server",
+            nats_server.url,
+            "--timeout",
+            "90",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "sink report: 1798 records from 4 sensors" in out
+    assert "3 nodes, 4 actors" in out
+    for node in ("a", "b", "c"):
+        assert f"--- node {node} (exit 0)" in out
+    assert "ended: signal (SIGTERM)" in out

