@@ -481,8 +481,9 @@ class ComponentCell(Cell):
         (nothing done) when the recipient's mailbox is full and the cell may
         wait for room."""
         envelope = self._outgoing_envelope(outgoing)
-        failure = self.env.transport.send_nowait(envelope)
-        if failure is DeliveryFailure.MAILBOX_FULL and not hurry and self.env.push_timeout > 0:
+        wait = 0.0 if hurry else self.env.push_timeout
+        failure = self.env.transport.send_nowait(envelope, wait=wait)
+        if failure is DeliveryFailure.MAILBOX_FULL and wait > 0:
             return False
         if isinstance(outgoing, SendRequest):
             self._expect_reply(outgoing.request_id, outgoing.timeout or self.env.request_timeout)

@@ -149,7 +149,7 @@ class NatsBridge:
             async def finish() -> None:
                 await self._drain_out()
                 if drain:
-                    await nc.flush(timeout=2)
+                    await _flush(nc)
                 await nc.close()
                 if self._thread is not None:
                     # The private loop is ours alone: end the helper tasks nats-py leaves.
@@ -233,7 +233,7 @@ class NatsBridge:
         async def sub() -> None:
             nc = self.client
             self._subs[subject] = await nc.subscribe(subject, cb=self._received)
-            await nc.flush(timeout=5)
+            await _flush(nc)
 
         await self.call(sub())
 
@@ -249,7 +249,7 @@ class NatsBridge:
         async def sub() -> None:
             nc = self.client
             self._subs[subject] = await nc.subscribe(subject, cb=pong)
-            await nc.flush(timeout=5)
+            await _flush(nc)
 
         await self.call(sub())
 
@@ -259,7 +259,7 @@ class NatsBridge:
         if sub is not None and self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):  # a broken connection drops it anyway
                 await sub.unsubscribe()
-                await self._nc.flush(timeout=5)
+                await _flush(self._nc)
 
     def unsubscribe(self, subject: str) -> None:
         """Drop a subscription (scheduled; never waits)."""
@@ -295,6 +295,21 @@ class NatsBridge:
         while self._in:
             batch.append(self._in.popleft())
         return batch
+
+
+async def _flush(nc: Client) -> None:
+    """Return once the server has processed every command sent so far.
+
+    nats-py's ``flush`` alone does not promise that: it writes its PING
+    straight to the socket while commands such as SUB and UNSUB wait in the
+    client's pending buffer for its flusher task, so the PONG can come back
+    before the server has seen the SUB (a publish from another connection
+    right after it was lost about one time in twenty in tests). So first
+    wait until the flusher has written the buffer, then ping."""
+    flush_pending = getattr(nc, "_flush_pending", None)
+    if flush_pending is not None:
+        await flush_pending(force_flush=True)
+    await nc.flush(timeout=5)
 
 
 def _direct(callback: Callable[[], object]) -> None:

@@ -219,12 +219,12 @@ class Leases:
         key = self._actor_key(address)
 
         async def get() -> bytes | None:
-            from nats.js.errors import KeyNotFoundError
+            from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
             assert self._kv is not None
             try:
                 entry = await self._kv.get(key)
-            except KeyNotFoundError:
+            except (KeyNotFoundError, KeyDeletedError):  # never claimed; released (not a subclass)
                 return None
             return entry.value
 
@@ -268,7 +268,7 @@ class Leases:
     async def _create_or_take(self, key: str, value: bytes, owner: str | None, taken: NameTakenError) -> int:
         """Create ``key``, or take it over from a node that is gone (see the
         module docstring). ``owner``: the node to ask (default: the entry's value)."""
-        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+        from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 
         assert self._kv is not None
         kv = self._kv
@@ -279,7 +279,7 @@ class Leases:
                 pass
             try:
                 entry = await kv.get(key)
-            except KeyNotFoundError:
+            except (KeyNotFoundError, KeyDeletedError):
                 continue  # removed meanwhile: try again
             holder = owner or (entry.value or b"").decode(errors="replace")
             # An entry of this node's own name that it does not hold is its dead

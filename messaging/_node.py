@@ -12,14 +12,21 @@ the same :class:`DeliveryFailure` as a local one:
 * nobody subscribes the address: NATS answers ``503 no responders`` at once
   (``unknown-recipient``);
 * the mailbox is full: the receiver waits for room as long as the sender
-  said it would (``mailbox-full`` after that);
+  said it would (``mailbox-full`` after that). Frames waiting for one
+  recipient's room queue in arrival order (a backlog per recipient, at most
+  ``max_in_flight`` frames each), and each one's wait starts when it reaches
+  the head, as a local sender blocked on a full mailbox waits for each
+  message in turn: so a pipeline across nodes is as lossless as in process;
 * the actor stopped, the payload is too large, the metadata invalid: the
   receiver's own check, the same as in process.
 
 Messages in flight (published, not yet acknowledged) to one node are bounded
-by ``max_in_flight``: that is the backpressure across nodes. An ack that
-does not come within the receiver's wait plus ``ack_timeout`` (the node
-died, the network split) settles the message as ``stopped``.
+by ``max_in_flight``: that is the backpressure across nodes (replies are not
+counted: they answer requests already bounded). A message whose ack does not
+come within the receiver's wait plus ``ack_timeout``, while nothing at all
+is heard from its node for as long (the node died, the network split), is
+settled as ``stopped``; a node that keeps acking a backlog is alive, so a
+message deep in a backlog is not given up while it moves.
 
 Replies to host asks go to the asking node's inbox: an ask's ``$ask/N``
 sender leaves the node as ``$ask/<node>/N``.
@@ -27,11 +34,13 @@ sender leaves the node as ``$ask/<node>/N``.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
+import math
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import anyio
 import msgspec
@@ -54,9 +63,10 @@ __all__ = ["ClusterSink", "ClusterTransport"]
 
 log = logging.getLogger("wasmactors.cluster")
 
-#: The room a frame needs beyond its payload (routing fields, msgpack framing),
-#: checked before the payload limit so an oversize message fails on the sender.
+#: The address prefix of a host ask's reply endpoint.
 _ASK = "$ask/"
+#: Frames whose sender is being looked up in the bucket at once, at most.
+_MAX_VERIFYING = 256
 
 
 class ClusterSink(Protocol):
@@ -76,15 +86,28 @@ class ClusterSink(Protocol):
 
 
 class _InFlight:
-    __slots__ = ("deadline", "detail", "envelope", "failure", "node", "waiter")
+    __slots__ = ("deadline", "detail", "envelope", "failure", "node", "patience", "waiter")
 
-    def __init__(self, envelope: Envelope, node: str, deadline: float, waiter: anyio.Event | None) -> None:
+    def __init__(
+        self, envelope: Envelope, node: str, deadline: float, patience: float, waiter: anyio.Event | None
+    ) -> None:
         self.envelope = envelope
         self.node = node
+        #: Settled as lost past this time, if its node has also been silent for ``patience``.
         self.deadline = deadline
+        self.patience = patience
         self.waiter = waiter
         self.failure: DeliveryFailure | None = None
         self.detail = ""
+
+
+class _Waiting(NamedTuple):
+    """A frame waiting in a recipient's backlog for mailbox room."""
+
+    endpoint: Endpoint
+    envelope: Envelope
+    wait: float
+    reply: str
 
 
 class ClusterTransport:
@@ -117,6 +140,12 @@ class ClusterTransport:
         self._pending: dict[int, _InFlight] = {}
         self._load: Counter[str] = Counter()
         self._room: dict[str, anyio.Event] = {}
+        #: When an ack last came from each node (liveness for the expiry).
+        self._heard: dict[str, float] = {}
+        #: Frames from the wire waiting for their recipient's mailbox room, in order.
+        self._backlogs: dict[str, collections.deque[_Waiting]] = {}
+        #: Senders being looked up in the bucket now (see ``_on_frame``).
+        self._verifying = 0
         self._tg: TaskGroup | None = None
         self._started = False
         #: Counters for ``statistics()``.
@@ -154,6 +183,9 @@ class ClusterTransport:
         if not self._started:
             return
         self._started = False
+        for backlog in self._backlogs.values():
+            while backlog:
+                self._ack(backlog.popleft().reply, Ack(DeliveryFailure.STOPPED, "the node left the cluster"))
         with anyio.CancelScope(shield=True):
             try:
                 await self.leases.close(release=release)
@@ -204,7 +236,7 @@ class ClusterTransport:
         ``unknown-recipient`` failure, dead letter or callback)."""
         return address in self.registry or self._route(address) is not None
 
-    def send_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
+    def send_nowait(self, envelope: Envelope, *, wait: float = 0.0) -> DeliveryFailure | None:
         endpoint = self.registry.lookup(envelope.recipient)
         if endpoint is not None:
             return endpoint.deliver_nowait(envelope)
@@ -212,9 +244,10 @@ class ClusterTransport:
         if route is None:
             return DeliveryFailure.UNKNOWN_RECIPIENT
         subject, node = route
-        if self._load[node] >= self.cluster.max_in_flight:
+        if self._load[node] >= self.cluster.max_in_flight and not isinstance(envelope, Reply):
             return DeliveryFailure.MAILBOX_FULL
-        sent = self._publish(envelope, subject, node, 0.0, None)
+        wait = min(wait, self.cluster.max_wait) if wait > 0 else 0.0
+        sent = self._publish(envelope, subject, node, wait, None)
         return sent if isinstance(sent, DeliveryFailure) else None
 
     async def send(self, envelope: Envelope, *, timeout: float | None = None) -> DeliveryFailure | None:
@@ -278,18 +311,21 @@ class ClusterTransport:
         if len(data) > self.cluster.max_frame:
             return DeliveryFailure.PAYLOAD_TOO_LARGE
         seq = next(self._seq)
-        entry = _InFlight(envelope, node, time.monotonic() + wait + self.cluster.ack_timeout, waiter)
+        patience = wait + self.cluster.ack_timeout
+        entry = _InFlight(envelope, node, time.monotonic() + patience, patience, waiter)
         self._pending[seq] = entry
         self._load[node] += 1
         self.counts["sent"] += 1
         self._bridge.publish(subject, data, reply=f"{self._acks}{seq}")
         return entry
 
-    def _settle(self, seq: int, failure: DeliveryFailure | None, detail: str) -> None:
+    def _settle(self, seq: int, failure: DeliveryFailure | None, detail: str, *, heard: bool = True) -> None:
         entry = self._pending.pop(seq, None)
         if entry is None:
             return  # a late or forged ack
         node = entry.node
+        if heard:
+            self._heard[node] = time.monotonic()
         self._load[node] -= 1
         if not self._load[node]:
             del self._load[node]
@@ -316,14 +352,21 @@ class ClusterTransport:
             self._sink.request_failed(envelope, failure, detail)
 
     async def _expiring(self) -> None:
-        """Settle messages whose ack is overdue (their node died or is unreachable)."""
+        """Settle messages whose ack is overdue while their node is silent
+        (it died or is unreachable)."""
         period = min(self.cluster.ack_timeout / 4, 1.0)
         while True:
             await anyio.sleep(period)
             now = time.monotonic()
-            overdue = [seq for seq, entry in self._pending.items() if entry.deadline <= now]
+            heard = self._heard
+            overdue = [
+                seq
+                for seq, entry in self._pending.items()
+                if entry.deadline <= now and heard.get(entry.node, -math.inf) + entry.patience <= now
+            ]
             for seq in overdue:
-                self._settle(seq, DeliveryFailure.STOPPED, "no delivery ack: the node is unreachable")
+                lost = "no delivery ack: the node is unreachable"
+                self._settle(seq, DeliveryFailure.STOPPED, lost, heard=False)
 
     # -- receiving ----------------------------------------------------------------
 
@@ -377,9 +420,12 @@ class ClusterTransport:
         if problem is None:
             sender = envelope.sender
             unseen = sender is not None and not sender.startswith(_ASK) and self.leases.owner(sender) is None
-            if unseen and self._tg is not None:
+            if unseen and self._tg is not None and self._verifying < _MAX_VERIFYING:
                 # Perhaps a name claimed a moment ago that the watch has not
-                # shown yet: ask the bucket before calling the sender forged.
+                # shown yet: ask the bucket before calling the sender forged
+                # (a bounded number at once: a flood of forged senders is
+                # refused, not turned into as many lookups).
+                self._verifying += 1
                 self._tg.start_soon(self._verify_then_deliver, incoming, token, frame, for_ask)
                 return
             problem = self._check_sender(envelope, frame.origin)
@@ -391,7 +437,14 @@ class ClusterTransport:
     async def _verify_then_deliver(self, incoming: Incoming, token: str, frame: Frame, for_ask: bool) -> None:
         envelope = frame.envelope
         assert envelope.sender is not None
-        owner = await self.leases.lookup(envelope.sender)
+        try:
+            owner = await self.leases.lookup(envelope.sender)
+        except Exception as exc:  # noqa: BLE001 - the bucket did not answer: the sender stays unverified
+            problem = f"cannot verify sender {envelope.sender!r}: {type(exc).__name__}: {exc}"[:300]
+            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
+            return
+        finally:
+            self._verifying -= 1
         if owner != frame.origin:
             problem = f"forged sender {envelope.sender!r}: owned by {owner or 'nobody'}, not {frame.origin!r}"
             self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
@@ -416,17 +469,37 @@ class ClusterTransport:
             self._sink.dead_letter(envelope, check[0], check[1])
             self._ack(incoming.reply, Ack(check[0], check[1]))
             return
-        failure = endpoint.deliver_nowait(envelope)
-        if failure is DeliveryFailure.MAILBOX_FULL and frame.wait > 0 and self._tg is not None:
-            self._tg.start_soon(self._deliver_later, endpoint, envelope, frame.wait, incoming.reply)
-            return
+        recipient = envelope.recipient
+        backlog = self._backlogs.get(recipient)
+        # Behind a backlog a frame waits its turn: delivery stays in arrival order.
+        failure = DeliveryFailure.MAILBOX_FULL if backlog else endpoint.deliver_nowait(envelope)
+        # The wait is the sender's word: bounded here (and NaN or negative is none).
+        wait = min(frame.wait, self.cluster.max_wait) if frame.wait > 0 else 0.0
+        if failure is DeliveryFailure.MAILBOX_FULL and wait > 0 and self._tg is not None:
+            if backlog is None:
+                backlog = self._backlogs[recipient] = collections.deque()
+                self._tg.start_soon(self._drain_backlog, recipient, backlog)
+            if len(backlog) < self.cluster.max_in_flight:
+                backlog.append(_Waiting(endpoint, envelope, wait, incoming.reply))
+                return
+            self.counts["backlog-full"] += 1
         self._ack(incoming.reply, Ack(failure))
 
-    async def _deliver_later(self, endpoint: Endpoint, envelope: Envelope, wait: float, reply: str) -> None:
-        failure: DeliveryFailure | None = DeliveryFailure.MAILBOX_FULL
-        with anyio.move_on_after(wait):
-            failure = await endpoint.deliver(envelope)
-        self._ack(reply, Ack(failure))
+    async def _drain_backlog(self, recipient: str, backlog: collections.deque[_Waiting]) -> None:
+        """Deliver one recipient's waiting frames in order; each waits from when
+        it reaches the head, up to its sender's wait."""
+        try:
+            while backlog:
+                head = backlog[0]
+                failure: DeliveryFailure | None = DeliveryFailure.MAILBOX_FULL
+                with anyio.move_on_after(head.wait):
+                    failure = await head.endpoint.deliver(head.envelope)
+                if backlog and backlog[0] is head:
+                    backlog.popleft()
+                    self._ack(head.reply, Ack(failure))
+        finally:
+            if self._backlogs.get(recipient) is backlog:
+                del self._backlogs[recipient]
 
     def _check_recipient(self, envelope: Envelope, token: str) -> str | None:
         try:
@@ -484,5 +557,7 @@ class ClusterTransport:
             self._bridge.publish(reply, encode_ack(ack))
 
     def statistics(self) -> dict[str, int]:
-        """Counters: frames sent, received, rejected, failures by reason; in flight."""
-        return {**self.counts, "in_flight": len(self._pending)}
+        """Counters: frames sent, received, rejected, failures by reason; in
+        flight; waiting in backlogs for mailbox room."""
+        waiting = sum(len(b) for b in self._backlogs.values())
+        return {**self.counts, "in_flight": len(self._pending), "waiting": waiting}

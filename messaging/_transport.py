@@ -115,8 +115,14 @@ class Transport(Protocol):
         """Whether ``address`` currently names a reachable endpoint."""
         ...
 
-    def send_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
-        """Deliver without waiting; the reason on failure."""
+    def send_nowait(self, envelope: Envelope, *, wait: float = 0.0) -> DeliveryFailure | None:
+        """Deliver without waiting; the reason on failure.
+
+        ``wait`` matters only for a recipient on another node, whose answer
+        cannot come at once: the receiving side may wait that many seconds
+        for mailbox room, and a failure after that is reported later (a dead
+        letter on this node, and a callback to a requesting actor). For a
+        recipient here a full mailbox fails at once, whatever ``wait``."""
         ...
 
     async def send(self, envelope: Envelope, *, timeout: float | None = None) -> DeliveryFailure | None:
@@ -133,7 +139,7 @@ class InProcessTransport:
     def knows(self, address: str) -> bool:
         return address in self.registry
 
-    def send_nowait(self, envelope: Envelope) -> DeliveryFailure | None:
+    def send_nowait(self, envelope: Envelope, *, wait: float = 0.0) -> DeliveryFailure | None:
         endpoint = self.registry.lookup(envelope.recipient)
         if endpoint is None:
             return DeliveryFailure.UNKNOWN_RECIPIENT

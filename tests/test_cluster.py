@@ -228,6 +228,33 @@ async def test_backpressure_and_full_remote_mailbox(
             assert await ref.ask(b"8", timeout=5) == b"ok"
 
 
+async def test_a_guest_stream_to_a_slow_remote_actor_loses_nothing(
+    nats_server: NatsServer, engine: Engine, prefix: str, kitchen: Component
+) -> None:
+    """Backpressure across nodes is as lossless as in process: a guest sends 400 messages
+    in one call to a slow actor with a 4-message mailbox on another node (past a's
+    in-flight bound of 16); every one arrives, in order, and nothing is a dead letter."""
+
+    class Slow(Probe):
+        async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None:
+            await anyio.sleep(0.001)
+            return await super().handle_message(envelope, context)
+
+    sink = Slow(expected=400)
+    async with (
+        node(nats_server, engine, prefix, "a", max_in_flight=16) as a,
+        node(nats_server, engine, prefix, "b") as b,
+    ):
+        await b.spawn_native("sink", sink, mailbox_size=4)
+        k = await a.spawn("k", kitchen, limits=PY)
+        with anyio.fail_after(60):
+            assert await k.ask(b"send-many sink 400", timeout=30) == b"sent"
+            await sink.done.wait()
+        assert sink.seen == [str(i).encode() for i in range(400)]
+        assert dict(a.dead_letter_counts) == {}
+        assert dict(b.dead_letter_counts) == {}
+
+
 _DOOMED = """
 import sys, anyio
 from wasmactors.actors import ActorSystem
