@@ -60,6 +60,7 @@ from ._observe import DeadLetterReason, EventKind, StatsRecorder
 if TYPE_CHECKING:
     from ._deadlines import Deadline
     from ._env import CellEnv
+    from ._workers import Job
 
 __all__ = ["Cell", "ComponentCell", "Exit", "ExitKind", "RestartType"]
 
@@ -135,6 +136,15 @@ class Cell:
         self.closed = False
         self._idle = anyio.Event()
         self._idle.set()
+        #: The loop waits in ``mailbox.take`` (a component may then take an
+        #: ask straight to a worker: see ``ComponentCell.handle_now``).
+        self._parked = False
+        #: Set when a call started by ``handle_now`` has been accounted for.
+        self._direct: anyio.Event | None = None
+        #: What such a call left for the loop: sends that wait for room, its exit.
+        self._direct_deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+        self._direct_hurry = False
+        self._direct_exit: Exit | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.address}>"
@@ -173,6 +183,10 @@ class Cell:
         mailbox = self.mailbox
         try:
             while True:
+                if self._direct is not None or self._direct_deferred or self._direct_exit is not None:
+                    exit = await self._after_direct()
+                    if exit is not None:
+                        return exit
                 if self._halting:
                     return Exit(ExitKind.HALTED)
                 if self._exit_requested:
@@ -181,7 +195,12 @@ class Cell:
                     return Exit(ExitKind.NORMAL, "drained")
                 if not len(mailbox):
                     self._idle.set()
+                self._parked = True
                 batch = await mailbox.take(self.env.turn_size)
+                self._parked = False
+                if self._direct is not None or self._direct_deferred or self._direct_exit is not None:
+                    mailbox.push_front(batch)  # after what the direct call left
+                    continue
                 if not batch:
                     continue  # woken for a stop request
                 if self._idle.is_set():
@@ -190,10 +209,32 @@ class Cell:
                 if exit is not None:
                     return exit
         finally:
+            self._parked = False
+            if self._direct is not None:
+                # Never leave while a worker runs this incarnation's instance.
+                with anyio.CancelScope(shield=True):
+                    await self._direct.wait()
             # Between incarnations the actor is not idle: its supervisor has a
             # decision to make (restart or close), and messages may be queued.
             if self._idle.is_set():
                 self._idle = anyio.Event()
+
+    async def _after_direct(self) -> Exit | None:
+        """What a call started by ``handle_now`` left: wait for it to be
+        accounted for, deliver its sends that wait for room, end at its exit."""
+        if self._direct is not None:
+            with anyio.CancelScope(shield=True):
+                await self._direct.wait()
+        deferred, self._direct_deferred = self._direct_deferred, []
+        if deferred:
+            await self._deliver_deferred(deferred, self._direct_hurry)
+        exit, self._direct_exit = self._direct_exit, None
+        return exit
+
+    async def _deliver_deferred(
+        self, deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]], hurry: bool
+    ) -> None:
+        raise NotImplementedError
 
     def request_stop(self, *, drain: bool) -> None:
         """End the loop: after draining the mailbox (``drain``, intake refused)
@@ -343,9 +384,7 @@ class ComponentCell(Cell):
         return self._next_id
 
     async def start(self) -> None:
-        self.instance = await anyio.to_thread.run_sync(
-            Instance, self.component, self.limits, self.context, limiter=self.env.limiter
-        )
+        self.instance = await self.env.workers.run(Instance, self.component, self.limits, self.context)
 
     async def restart(self) -> None:
         await super().restart()
@@ -388,35 +427,97 @@ class ComponentCell(Cell):
         assert instance is not None, "a running incarnation has an instance"
         control = self._control
         try:
-            done, rest = await anyio.to_thread.run_sync(
-                _turn, instance, runnable, control, limiter=self.env.limiter
-            )
+            done, rest = await self.env.workers.run(_turn, instance, runnable, control)
         except anyio.get_cancelled_exc_class():
             # Cancelled before the thread started (waiting for a worker): nothing ran.
             self._unclaim(runnable)
             self.mailbox.push_front(runnable)
             raise
-        # The turn ran: account for every result even if a stop is cancelling
-        # us. Synchronously, with no await per message: a send to a mailbox
-        # with room is delivered at once; from the first send that must wait
-        # for room on, the rest of the turn's sends and replies wait their
-        # turn in order (``deferred``), so no one overtakes another.
+        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+        exit = self._account(done, rest, deferred)
+        if deferred:
+            await self._deliver_deferred(deferred, control.abort)
+        return exit
+
+    def _account(
+        self,
+        done: list[tuple[Envelope, CallResult | InvalidMessageError]],
+        rest: list[Envelope],
+        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]],
+    ) -> Exit | None:
+        """The turn ran: account for every result even if a stop is cancelling
+        us. Synchronously, with no await per message: a send to a mailbox
+        with room is delivered at once; from the first send that must wait
+        for room on, the rest of the turn's sends and replies wait their
+        turn in order (``deferred``), so no one overtakes another."""
         if rest:  # not run this turn: answers among them are claimed again next time
             self._unclaim(rest)
             self.mailbox.push_front(rest)
-        hurry = control.abort
-        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+        hurry = self._control.abort
         exit: Exit | None = None
         for envelope, result in done:
             exit = self._settle(envelope, result, hurry, deferred) or exit
-        if deferred:
-            with anyio.CancelScope(shield=True):
-                for envelope, outgoing, answer in deferred:
-                    if outgoing is not None:
-                        await self._dispatch(outgoing, hurry=hurry)
-                    elif answer is not None:
-                        self.reply(envelope, answer)
         return exit
+
+    async def _deliver_deferred(
+        self, deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]], hurry: bool
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            for envelope, outgoing, answer in deferred:
+                if outgoing is not None:
+                    await self._dispatch(outgoing, hurry=hurry)
+                elif answer is not None:
+                    self.reply(envelope, answer)
+
+    def handle_now(self, request: Request) -> bool:
+        """Take an ask straight to a worker when the actor is idle: no wake-up
+        of the cell's task before the call, and none after it unless the call
+        left work for it. The call is accounted for on the event loop by the
+        worker's completion callback, exactly as a turn of one message (its
+        reply reaches the asker from there). ``False``: not idle; queue it."""
+        if not (
+            self._parked
+            and self._direct is None
+            and not self._direct_deferred
+            and self._direct_exit is None
+            and not len(self.mailbox)
+            and not (self._stopping or self._halting or self._exit_requested or self.closed)
+            and self.instance is not None
+        ):
+            return False
+        self._direct = anyio.Event()
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        self.env.workers.submit(_turn, (self.instance, [request], self._control), self._direct_done)
+        return True
+
+    def _direct_done(
+        self, job: Job[tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]]
+    ) -> None:
+        """On the event loop, once the worker ran a ``handle_now`` call. Never
+        raises (on trio a callback's error would end the run)."""
+        direct = self._direct
+        wake = False
+        try:
+            done, rest = job.outcome()
+            deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+            exit = self._account(done, rest, deferred)
+            if deferred:
+                self._direct_deferred, self._direct_hurry = deferred, self._control.abort
+            self._direct_exit = exit
+            wake = bool(deferred or exit is not None or rest or self._exit_requested)
+        except BaseException as exc:
+            log.exception("%s: accounting for a direct call failed", self.address)
+            self._direct_exit = Exit(ExitKind.CRASHED, f"host-fault: {type(exc).__name__}")
+            wake = True
+        finally:
+            self._direct = None
+            if direct is not None:
+                direct.set()
+            if wake:
+                self.mailbox.wake()
+            elif self._parked and not len(self.mailbox):
+                self._idle.set()
 
     def _settle(
         self,
@@ -541,9 +642,11 @@ class ComponentCell(Cell):
             self._callback(request_id, RequestError(RequestFailure.TIMEOUT))
 
 
-def _turn(
-    instance: Instance, batch: list[Envelope], control: _TurnControl
-) -> tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]:
+#: What a turn did: each message handled with its result, and the messages it did not reach.
+_TurnResult = tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]
+
+
+def _turn(instance: Instance, batch: list[Envelope], control: _TurnControl) -> _TurnResult:
     """Run a batch on a worker thread, under one lock (``Instance.batch``).
     Stop at the first crash or call to ``lifecycle.stop``, when aborted, or
     once the turn has used its time budget (fair turns: a slow actor gives

@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import anyio
-
     from ..messaging import Envelope, Registry, Transport
     from ..runtime import StorageBackend
     from ._deadlines import Deadlines
     from ._observe import ActorStats, DeadLetterReason
     from ._ref import ActorRef
+    from ._workers import Workers
 
 __all__ = ["CellEnv"]
 
@@ -35,7 +34,7 @@ class CellEnv:
     #: Where the cell is registered; it unregisters itself when it stops.
     registry: Registry
     #: Worker threads that run wasm (and instantiate components).
-    limiter: anyio.CapacityLimiter
+    workers: Workers
     #: The components' durable key-value store.
     storage: StorageBackend | None
     #: Messages one worker-thread hop may handle for one actor.

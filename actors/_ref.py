@@ -149,7 +149,7 @@ class ActorRef:
         ask_id = next(system._ask_ids)
         reply_to = f"$ask/{ask_id}"
         slot = _AskSlot()
-        self._endpoint(payload, reply_to, headers)
+        endpoint = self._endpoint(payload, reply_to, headers)
         envelope = Request(
             recipient=self.address,
             payload=payload,
@@ -164,7 +164,9 @@ class ActorRef:
             # A network transport reports delivery once the receiver acks it.
             failure: DeliveryFailure | None = DeliveryFailure.MAILBOX_FULL
             if system._direct:
-                failure = system.transport.send_nowait(envelope)
+                # An idle component takes the ask straight to a worker.
+                direct = type(endpoint) is ComponentCell and endpoint.handle_now(envelope)
+                failure = None if direct else system.transport.send_nowait(envelope)
             if failure is DeliveryFailure.MAILBOX_FULL:
                 with anyio.move_on_after(timeout) as waiting:
                     failure = await system.transport.send(

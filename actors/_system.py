@@ -39,6 +39,7 @@ from ._errors import ActorStoppedError, SystemFailedError, UnknownActorError
 from ._observe import ActorStats, Broadcast, DeadLetter, DeadLetterReason, Event, EventKind
 from ._ref import ActorRef
 from ._supervisor import Backoff, Strategy, Supervisor
+from ._workers import Workers
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -148,12 +149,12 @@ class ActorSystem:
         else:
             self.storage = storage
             self._own_storage = False
-        self.limiter = anyio.CapacityLimiter(self.workers)
+        self._workers = Workers(self.workers).__enter__()
         self._deadlines = Deadlines()
         self._env = CellEnv(
             transport=self.transport,
             registry=self.registry,
-            limiter=self.limiter,
+            workers=self._workers,
             storage=self.storage,
             turn_size=self.turn_size,
             turn_time=self.turn_time,
@@ -211,6 +212,7 @@ class ActorSystem:
         return None
 
     def _close_resources(self) -> None:
+        self._workers.close()
         self._events.close()
         self._dead.close()
         if self._own_storage and self.storage is not None:

@@ -20,9 +20,11 @@ from wasmactors.actors import (
     ONE_FOR_ALL,
     ONE_FOR_ONE,
     REST_FOR_ONE,
+    ActorCrashedError,
     ActorError,
     ActorSystem,
     Backoff,
+    DeadLetterReason,
     Strategy,
 )
 from wasmactors.runtime import Component, Engine, MemoryStorage
@@ -219,6 +221,64 @@ def stop_with_a_full_mailbox(engine: Engine) -> Callable[[], Awaitable[None]]:
     return scenario
 
 
+def asks_to_idle_actors_overlapping_failures(
+    engine: Engine, wat: Mapping[str, Component]
+) -> Callable[[], Awaitable[None]]:
+    """Asks that go straight to a worker (the actor is idle) overlap crashes
+    (some asks crash the handler), one-for-all restarts of the siblings, tells
+    queued during the call and a stop of the system: every ask is answered
+    (a reply or an actor error, never a timeout) and every tell is a call or a
+    dead letter."""
+
+    async def scenario() -> None:
+        system = ActorSystem(engine=engine, storage=MemoryStorage(), shutdown_timeout=1.0)
+        outcomes: list[bytes | type[Exception]] = []
+        told = 0
+        asked = 0
+
+        async def asker(ref: ActorRef, tag: int) -> None:
+            nonlocal asked
+            for i in range(12):
+                payload = b"x" if (i + tag) % 5 == 0 else b"a%d-%d" % (tag, i)
+                asked += 1
+                try:
+                    outcomes.append(await ref.ask(payload, timeout=DEADLINE))
+                except ActorError as exc:
+                    outcomes.append(type(exc))
+
+        async def teller(ref: ActorRef) -> None:
+            nonlocal told
+            for _ in range(6):
+                await anyio.lowlevel.checkpoint()
+                try:
+                    await ref.tell(b"t")
+                except ActorError:
+                    continue
+                told += 1
+
+        async with system.dead_letters(buffer=math.inf) as dead:
+            async with system:
+                sup = await system.spawn_supervisor("w", strategy=ONE_FOR_ALL, max_restarts=10_000, within=60)
+                refs = [await sup.spawn(f"c{i}", wat["crash_on_x"], limits=WAT) for i in range(3)]
+                async with anyio.create_task_group() as tg:
+                    for i, ref in enumerate(refs):
+                        tg.start_soon(asker, ref, i)
+                        tg.start_soon(asker, ref, i + 3)
+                        tg.start_soon(teller, ref)
+            letters = drain(dead)
+        # Restarts keep the mailboxes, and the system stops only after the
+        # callers are done: every ask and every tell is handled, exactly once.
+        assert len(outcomes) == asked
+        assert {o for o in outcomes if not isinstance(o, bytes)} <= {ActorCrashedError}
+        assert any(isinstance(o, bytes) for o in outcomes)
+        stats = [system.stopped_stats[ref.address] for ref in refs]
+        assert sum(st.handled for st in stats) == told + asked
+        assert {d.reason for d in letters} <= {DeadLetterReason.CRASHED_HANDLER}
+        assert len(letters) == sum(sum(st.crashes.values()) for st in stats)
+
+    return scenario
+
+
 # -- the normal suite: a few repetitions ------------------------------------------------
 
 
@@ -288,3 +348,14 @@ async def test_stress_crashes_during_shutdown(engine: Engine, wat: Mapping[str, 
 async def test_stress_stop_with_a_full_mailbox(engine: Engine) -> None:
     """Hundreds of repetitions of :func:`test_stop_with_a_full_mailbox`."""
     await repeat(LONG, stop_with_a_full_mailbox(engine))
+
+
+async def test_asks_to_idle_actors_overlapping_failures(engine: Engine, wat: Mapping[str, Component]) -> None:
+    await repeat(SHORT, asks_to_idle_actors_overlapping_failures(engine, wat))
+
+
+@pytest.mark.stress
+async def test_stress_asks_to_idle_actors_overlapping_failures(
+    engine: Engine, wat: Mapping[str, Component]
+) -> None:
+    await repeat(LONG, asks_to_idle_actors_overlapping_failures(engine, wat))
