@@ -8,12 +8,14 @@ measured in the same run, says what the actor machinery costs."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from tests.guests import python_guest, wat_guest
 from wasmactors.actors import ActorSystem
+from wasmactors.actors._workers import Workers
 from wasmactors.runtime import Instance, Limits, MemoryStorage, MiB
 
 from ._util import per_call_us, percentile, summary
@@ -154,17 +156,23 @@ def _pykka(tells: int, asks: int, repeats: int) -> dict[str, Any] | None:
     return {"tells_per_s": summary(rates), **_latencies(samples)}
 
 
-async def _hop(asks: int, repeats: int) -> dict[str, float]:
-    """One ``anyio.to_thread.run_sync`` round trip with nothing to do: the
-    worker-thread hop every ask pays at least once."""
+async def _hop(asks: int, repeats: int, *, pool: bool) -> dict[str, float]:
+    """One worker-thread round trip with nothing to do: wasmactors' own
+    workers (``pool``: what every turn and direct ask pays once) or
+    ``anyio.to_thread.run_sync`` with a limiter (what it replaced)."""
     samples = []
-    for _ in range(repeats):
-        batch = []
-        for _ in range(asks):
-            start = time.perf_counter()
-            await anyio.to_thread.run_sync(int)
-            batch.append(time.perf_counter() - start)
-        samples.append(batch)
+    limiter = anyio.CapacityLimiter(2)
+    with Workers(2) as workers:
+        for _ in range(repeats):
+            batch = []
+            for _ in range(asks):
+                start = time.perf_counter()
+                if pool:
+                    await workers.run(int)
+                else:
+                    await anyio.to_thread.run_sync(int, limiter=limiter)
+                batch.append(time.perf_counter() - start)
+            samples.append(batch)
     return dict(_latencies(samples)["p50"])
 
 
@@ -180,7 +188,12 @@ def run(engine: Engine, *, quick: bool) -> dict[str, Any]:
         "calls_per_s": {"median": 1e6 / call["median"], "min": 1e6 / call["max"], "max": 1e6 / call["min"]}
     }
     for backend in BACKENDS:
-        out[f"worker-thread hop, {backend}"] = {"p50": anyio.run(_hop, asks, repeats, backend=backend)}
+        out[f"worker-thread hop, {backend}"] = {
+            "p50": anyio.run(partial(_hop, asks, repeats, pool=True), backend=backend)
+        }
+        out[f"anyio.to_thread hop, {backend}"] = {
+            "p50": anyio.run(partial(_hop, asks, repeats, pool=False), backend=backend)
+        }
     for backend in BACKENDS:
         out[f"wasmactors, WAT echo, {backend}"] = anyio.run(
             _wasmactors, engine, wat, tells, asks, repeats, backend=backend
