@@ -107,12 +107,17 @@ class Workers:
         try:
             self._loop = asyncio.get_running_loop()
             # Completion callbacks run outside any task, where anyio (through
-            # sniffio) could not tell which library runs the loop: they run
-            # in a context that says so. (trio says so for its whole thread.)
-            import sniffio
-
+            # sniffio, when installed: trio brings it) could not tell which
+            # library runs the loop: they run in a context that says so.
+            # Without sniffio anyio assumes asyncio; trio says so for its
+            # whole thread.
             self._context = contextvars.copy_context()
-            self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
+            try:
+                import sniffio
+            except ImportError:
+                pass
+            else:
+                self._context.run(sniffio.current_async_library_cvar.set, "asyncio")
         except RuntimeError:  # not asyncio: trio
             import trio
 
