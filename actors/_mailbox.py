@@ -36,6 +36,8 @@ class Mailbox(Generic[T]):
         self._readable = anyio.Event()
         self._writable = anyio.Event()
         self.closed = False
+        #: The reader waits in :meth:`take` for an item.
+        self._reading = False
         #: Largest depth seen.
         self.high_water = 0
         self._puts = 0
@@ -47,11 +49,15 @@ class Mailbox(Generic[T]):
         """Append ``item``; ``anyio.WouldBlock`` when full, ``anyio.ClosedResourceError`` when closed."""
         if self.closed:
             raise anyio.ClosedResourceError
-        if not force and len(self._items) >= self.capacity:
+        items = self._items
+        if not force and len(items) >= self.capacity:
             raise anyio.WouldBlock
-        self._items.append(item)
-        self.high_water = max(self.high_water, len(self._items))
-        self._readable.set()
+        items.append(item)
+        depth = len(items)
+        if depth > self.high_water:
+            self.high_water = depth
+        if self._reading:  # only a waiting reader needs the wake-up (a set() per put costs)
+            self._readable.set()
 
     async def put(self, item: T) -> None:
         """Append ``item``, waiting for room (backpressure).
@@ -81,7 +87,11 @@ class Mailbox(Generic[T]):
         if not self._items and not self.closed:
             if self._readable.is_set():
                 self._readable = anyio.Event()
-            await self._readable.wait()
+            self._reading = True
+            try:
+                await self._readable.wait()
+            finally:
+                self._reading = False
         if self._readable.is_set():
             self._readable = anyio.Event()
         batch = [self._items.popleft() for _ in range(min(limit, len(self._items)))]
