@@ -64,3 +64,26 @@ async def test_answers_left_for_the_next_turn_still_match(engine: Engine, kitche
             await probe.done.wait()
         assert sorted(probe.seen) == [b"1 ok r1", b"2 ok r2", b"3 ok r3"]
         assert system.dead_letter_counts["unexpected-reply"] == 0
+
+
+async def test_an_ask_to_an_idle_actor_keeps_every_guarantee(system: ActorSystem, kitchen: Component) -> None:
+    """An ask that goes straight to a worker (the actor is idle) still times out at
+    its own timeout while the handler runs on, its late reply is an unexpected-reply
+    dead letter, tells sent meanwhile are handled after it in order, and the
+    actor's stats count every call."""
+    from wasmactors.actors import AskTimeoutError, DeadLetterReason
+
+    ref = await system.spawn("k", kitchen, limits=PY)
+    assert await ref.ask(b"echo warm", timeout=5) == b"warm"  # idle from here on
+    async with system.dead_letters() as dead:
+        with anyio.fail_after(5):
+            start = anyio.current_time()
+            with pytest.raises(AskTimeoutError):
+                await ref.ask(b"busy 400", timeout=0.1)
+            assert anyio.current_time() - start < 0.35  # not the handler's 400 ms
+            for i in range(3):
+                await ref.tell(b"set k%d v" % i)
+            letter = await dead.receive()
+    assert letter.reason is DeadLetterReason.UNEXPECTED_REPLY
+    assert await ref.ask(b"keys k", timeout=5) == b"k0,k1,k2"
+    assert ref.stats().handled == 6
