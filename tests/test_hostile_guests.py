@@ -519,3 +519,54 @@ def test_an_actors_whole_stored_state_is_bounded(engine: Engine, tmp_path: Path)
         assert isinstance(shrink.outcome, Success)
         assert shrink.outcome.reply == b"0"  # its first byte: one call returned ok
         assert storage.value_size("anonymous", "000") == 3 + KiB
+
+
+_RSS_PROBE = """
+import sys
+from tests.guests.hostile import calling_guest
+from tests.test_hostile_guests import LIMITS, _flood
+from wasmactors.runtime import Engine, HostContext, Instance, MemoryStorage, MiB
+
+def peak_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM")
+
+calls = {
+    "send": "(call $messaging.send (i32.const 80) (i32.const 4) (local.get 4) (local.get 5) (i32.const 128))",
+    "set": "(call $storage.set (i32.const 64) (i32.const 3) (local.get 4) (local.get 5) (i32.const 128))",
+}
+with Engine(cache_dir=None) as engine:
+    sources = {name: calling_guest(_flood(call), f"messaging.{name}" if name == "send" else f"storage.{name}")
+               for name, call in calls.items()}
+    for name, source in sources.items():  # warm the code paths with 1-byte calls, not the flood
+        with Instance(engine.load(source), LIMITS, HostContext(storage=MemoryStorage())) as inst:
+            inst.handle_message(b"m", request=True)
+    payload = b"m" * MiB
+    before = peak_mib()
+    for round_ in range(10):
+        for name, source in sources.items():
+            with Instance(engine.load(source), LIMITS, HostContext(storage=MemoryStorage())) as inst:
+                result = inst.handle_message(payload, request=True)
+                assert len(result.outcome.reply) > 0
+    print(f"{peak_mib() - before:.1f}")
+"""
+
+
+def test_floods_of_one_call_keep_the_host_rss_bounded() -> None:
+    """The amplification the issue found (200 x 1 MiB sends or storage writes in one
+    call of a 4 MiB guest raised the host's RSS by ~200 MiB), measured as the peak RSS
+    of a fresh process over 20 such calls: it grows by at most a few guest budgets."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    growth = float(done.stdout.strip())
+    # Measured: ~12 MiB with the budgets; 268 MiB with them lifted (the defect).
+    assert growth <= 8 * LIMITS.memory / MiB, f"peak RSS grew by {growth} MiB"
