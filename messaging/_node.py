@@ -35,18 +35,20 @@ sender leaves the node as ``$ask/<node>/N``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import math
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, cast
 
 import anyio
 import msgspec
 
 from ._bridge import NatsBridge
-from ._envelope import Callback, Envelope, Reply, Request
+from ._durable import Durable, Receipt, as_durable, check_id, id_scope
+from ._envelope import Callback, Envelope, Reply, Request, Tell
 from ._errors import ClusterError
 from ._leases import Leases
 from ._transport import DeliveryFailure, Registry
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 
     from ._bridge import Incoming
     from ._cluster import Cluster
+    from ._durable import OutboxStore
     from ._transport import Endpoint
 
 __all__ = ["ClusterSink", "ClusterTransport"]
@@ -65,6 +68,8 @@ log = logging.getLogger("wasmactors.cluster")
 
 #: The address prefix of a host ask's reply endpoint.
 _ASK = "$ask/"
+#: An outbox row's frame is ours; oversize ones are refused by the send that follows.
+_MAX_OUTBOX_FRAME = 1 << 30
 #: Frames whose sender is being looked up in the bucket at once, at most.
 _MAX_VERIFYING = 256
 
@@ -135,6 +140,12 @@ class ClusterTransport:
             lost=lambda address: self._bridge.unsubscribe(self._act + address_token(address)),
             changed=lambda: self._bridge.notify(self._owners_changed),
         )
+        self._dur = f"{prefix}.dur."
+        #: Durable mode: the stream, the declarations, the consumers (see ``_durable.py``).
+        self.durable = Durable(self._bridge, cluster, self._bridge.enqueue)
+        #: Durable publishes not yet acknowledged by the stream (``tell_nowait``'s bound).
+        self._durable_load = 0
+        self._outbox_wake = anyio.Event()
         self._owners: anyio.Event | None = None
         self._seq = itertools.count(1)
         self._pending: dict[int, _InFlight] = {}
@@ -153,9 +164,11 @@ class ClusterTransport:
 
     # -- lifetime ---------------------------------------------------------------
 
-    async def start(self, tg: TaskGroup) -> None:
+    async def start(self, tg: TaskGroup, *, outbox: OutboxStore | None = None) -> None:
         """Connect, join the bucket and subscribe this node's inboxes; the
-        receiving and expiry tasks run in ``tg``."""
+        receiving and expiry tasks run in ``tg``. ``outbox``: where durable
+        actors' outgoing messages wait (the node's SQLite file); its publisher
+        starts by sending what a previous run left."""
         cluster = self.cluster
         me = address_token(self.node)
         try:
@@ -166,6 +179,7 @@ class ClusterTransport:
             raise ClusterError(f"cannot connect to {', '.join(cluster.servers)}: {exc}") from exc
         try:
             await self.leases.open()
+            await self.durable.open()
             await self._bridge.answer_pings(self._pings + me)
             await self._bridge.subscribe(self._inbox)
             await self._bridge.subscribe(self._acks + "*")
@@ -176,6 +190,8 @@ class ClusterTransport:
         self._tg = tg
         tg.start_soon(self._receiving)
         tg.start_soon(self._expiring)
+        if outbox is not None:
+            tg.start_soon(self._publishing_outbox, outbox)
         self._started = True
 
     async def aclose(self, *, release: bool = True) -> None:
@@ -188,6 +204,8 @@ class ClusterTransport:
                 self._ack(backlog.popleft().reply, Ack(DeliveryFailure.STOPPED, "the node left the cluster"))
         with anyio.CancelScope(shield=True):
             try:
+                with contextlib.suppress(Exception):  # a broken connection: the consumers end with it
+                    await self.durable.close()
                 await self.leases.close(release=release)
             finally:
                 await self._bridge.aclose(drain=release)
@@ -204,14 +222,21 @@ class ClusterTransport:
         await self.leases.claim(address)
 
     async def announce(self, address: str) -> None:
-        """Start receiving for ``address`` (registered here); returns once subscribed."""
+        """Start receiving for ``address`` (registered here); returns once
+        subscribed. A durable actor is declared and its consumer bound too."""
         await self._bridge.subscribe(self._act + address_token(address))
+        endpoint = as_durable(self.registry.lookup(address))
+        if endpoint is not None:
+            await self.durable.declare(address, endpoint.durable_window)
+        elif self.durable.is_durable(address):
+            await self.durable.undeclare(address)
 
     def release(self, address: str) -> None:
         """Stop receiving for ``address`` and free its name (never waits)."""
         if self.leases.owns(address):
             # The name is free only once this node no longer receives for it.
             subject = self._act + address_token(address)
+            self.durable.stop(address)
             self.leases.release(address, after=self._bridge.unsubscribe_here(subject))
 
     def _owners_changed(self) -> None:
@@ -237,6 +262,8 @@ class ClusterTransport:
         return address in self.registry or self._route(address) is not None
 
     def send_nowait(self, envelope: Envelope, *, wait: float = 0.0) -> DeliveryFailure | None:
+        if self.durable.is_durable(envelope.recipient) and isinstance(envelope, Tell | Request):
+            return self._send_durable_nowait(envelope)
         endpoint = self.registry.lookup(envelope.recipient)
         if endpoint is not None:
             return endpoint.deliver_nowait(envelope)
@@ -251,6 +278,8 @@ class ClusterTransport:
         return sent if isinstance(sent, DeliveryFailure) else None
 
     async def send(self, envelope: Envelope, *, timeout: float | None = None) -> DeliveryFailure | None:
+        if self.durable.is_durable(envelope.recipient) and isinstance(envelope, Tell | Request):
+            return await self._send_durable(envelope)
         endpoint = self.registry.lookup(envelope.recipient)
         if endpoint is not None:
             failure = endpoint.deliver_nowait(envelope)
@@ -299,15 +328,17 @@ class ClusterTransport:
             return None
         return parts[1]
 
+    def _wire(self, envelope: Envelope) -> Envelope:
+        sender = envelope.sender
+        if sender is not None and sender.startswith(_ASK) and sender.count("/") == 1:
+            # A host ask's reply endpoint, qualified with this node for the way back.
+            return msgspec.structs.replace(envelope, sender=f"{_ASK}{self.node}/{sender[len(_ASK) :]}")
+        return envelope
+
     def _publish(
         self, envelope: Envelope, subject: str, node: str, wait: float, waiter: anyio.Event | None
     ) -> DeliveryFailure | _InFlight:
-        sender = envelope.sender
-        wire = envelope
-        if sender is not None and sender.startswith(_ASK) and sender.count("/") == 1:
-            # A host ask's reply endpoint, qualified with this node for the way back.
-            wire = msgspec.structs.replace(envelope, sender=f"{_ASK}{self.node}/{sender[len(_ASK) :]}")
-        data = encode_frame(Frame(self.node, wait, wire))
+        data = encode_frame(Frame(self.node, wait, self._wire(envelope)))
         if len(data) > self.cluster.max_frame:
             return DeliveryFailure.PAYLOAD_TOO_LARGE
         seq = next(self._seq)
@@ -386,6 +417,8 @@ class ClusterTransport:
             self._on_frame(incoming, subject[len(self._act) :], for_ask=False)
         elif subject == self._inbox:
             self._on_frame(incoming, "", for_ask=True)
+        elif subject.startswith(self._dur):
+            self._on_durable(incoming)
 
     def _on_ack(self, incoming: Incoming) -> None:
         try:
@@ -468,6 +501,10 @@ class ClusterTransport:
         if check is not None:
             self._sink.dead_letter(envelope, check[0], check[1])
             self._ack(incoming.reply, Ack(check[0], check[1]))
+            return
+        if as_durable(endpoint) is not None and isinstance(envelope, Tell | Request) and self._tg:
+            # Sent before the sender saw the actor declared durable: it joins the stream here.
+            self._tg.start_soon(self._redirect, incoming, frame)
             return
         recipient = envelope.recipient
         backlog = self._backlogs.get(recipient)
@@ -555,6 +592,166 @@ class ClusterTransport:
     def _ack(self, reply: str, ack: Ack) -> None:
         if reply:
             self._bridge.publish(reply, encode_ack(ack))
+
+    # -- durable mode ------------------------------------------------------------------
+
+    def _durable_frame(self, envelope: Tell | Request) -> tuple[str, str, bytes] | DeliveryFailure:
+        """The subject, a fresh message id and the frame for a durable message sent here."""
+        try:
+            subject = self.durable.subject(envelope.recipient)
+        except ValueError:
+            return DeliveryFailure.UNKNOWN_RECIPIENT
+        wire = self._wire(envelope)
+        data = encode_frame(Frame(self.node, 0.0, wire))
+        if len(data) > self.cluster.max_frame:
+            return DeliveryFailure.PAYLOAD_TOO_LARGE
+        return subject, self.durable.fresh_id(id_scope(wire, self.node)), data
+
+    def _send_durable_nowait(self, envelope: Tell | Request) -> DeliveryFailure | None:
+        built = self._durable_frame(envelope)
+        if isinstance(built, DeliveryFailure):
+            return built
+        if self._durable_load >= self.cluster.max_in_flight or self._tg is None:
+            return DeliveryFailure.MAILBOX_FULL
+        self._durable_load += 1
+        self._tg.start_soon(self._publish_durable, envelope, built)
+        return None
+
+    async def _publish_durable(self, envelope: Tell | Request, built: tuple[str, str, bytes]) -> None:
+        try:
+            problem = await self.durable.publish(*built)
+        finally:
+            self._durable_load -= 1
+        if problem is not None:
+            self._durable_failed(envelope, problem)
+
+    async def _send_durable(self, envelope: Tell | Request) -> DeliveryFailure | None:
+        built = self._durable_frame(envelope)
+        if isinstance(built, DeliveryFailure):
+            return built
+        problem = await self.durable.publish(*built)
+        if problem is not None:
+            log.warning("durable: publishing to %s failed: %s", envelope.recipient, problem)
+            return DeliveryFailure.STOPPED
+        return None
+
+    def _durable_failed(self, envelope: Envelope, problem: str) -> None:
+        self.counts["failed:durable-publish"] += 1
+        detail = f"the durable stream refused it: {problem}"
+        self._sink.dead_letter(envelope, DeliveryFailure.STOPPED, detail)
+        if isinstance(envelope, Request):
+            self._sink.request_failed(envelope, DeliveryFailure.STOPPED, detail)
+
+    async def _redirect(self, incoming: Incoming, frame: Frame) -> None:
+        """A core frame for a durable actor: into the stream, then the delivery ack."""
+        envelope = frame.envelope
+        message_id = self.durable.fresh_id(id_scope(envelope, frame.origin))
+        problem = await self.durable.publish(
+            self.durable.subject(envelope.recipient), message_id, incoming.data
+        )
+        self.counts["durable-redirected"] += 1
+        self._ack(incoming.reply, Ack() if problem is None else Ack(DeliveryFailure.STOPPED, problem))
+
+    def outbox_route(self, envelope: Tell) -> tuple[str, bytes]:
+        """Where a durable handler's send goes (the durable subject, or ``""``
+        for a core-mode recipient) and its frame, as the outbox stores it."""
+        data = encode_frame(Frame(self.node, 0.0, envelope))
+        recipient = envelope.recipient
+        if len(data) <= self.cluster.max_frame and self.durable.is_durable(recipient):
+            with contextlib.suppress(ValueError):  # not an address: a core send reports it
+                return self.durable.subject(recipient), data
+        return "", data
+
+    def outbox_ready(self) -> None:
+        """Durable handlers committed outgoing messages: wake the outbox publisher."""
+        self._outbox_wake.set()
+
+    async def _publishing_outbox(self, store: OutboxStore) -> None:
+        """Send what durable handlers committed to the outbox, oldest first,
+        and remove each row once the stream (or a core delivery) took it. At
+        start, what a previous run left: the ids repeat, the stream drops
+        what it already has."""
+        while True:
+            wake = self._outbox_wake = anyio.Event()
+            rows = await anyio.to_thread.run_sync(store.outbox, 512)
+            if not rows:
+                await wake.wait()
+                continue
+            durable = [r for r in rows if r.subject]
+            results = await self.durable.publish_many([(r.subject, r.id, r.data) for r in durable])
+            done = [r.seq for r, problem in zip(durable, results, strict=True) if problem is None]
+            failed = [problem for problem in results if problem is not None]
+            for row in rows:
+                if not row.subject:  # to a core-mode actor: at least once
+                    try:
+                        envelope = decode_frame(row.data, _MAX_OUTBOX_FRAME).envelope
+                    except WireError as exc:
+                        log.error("durable: dropping an unreadable outbox row %s: %s", row.id, exc)
+                    else:
+                        failure = await self.send(envelope, timeout=self.cluster.max_wait)
+                        if failure is not None:
+                            self._sink.dead_letter(envelope, failure, "from a durable handler's outbox")
+                    done.append(row.seq)
+            self.counts["outbox-sent"] += len(done)
+            await anyio.to_thread.run_sync(store.outbox_done, done)
+            if failed:
+                log.warning(
+                    "durable: %d outbox messages not published (%s); retrying", len(failed), failed[0]
+                )
+                await anyio.sleep(1.0)  # a retry's back-off, not a wait for an event
+
+    def _on_durable(self, incoming: Incoming) -> None:
+        """A message from a durable actor's consumer: checked, then queued with its receipt."""
+        self.counts["durable-received"] += 1
+        receipt = Receipt(incoming.msgid, incoming.reply, self._bridge.publish)
+        token = incoming.subject[len(self._dur) :]
+        try:
+            frame = decode_frame(incoming.data, self.cluster.max_frame)
+        except WireError as exc:
+            self._refuse(receipt, incoming, token, str(exc))
+            return
+        envelope = frame.envelope
+        if not isinstance(envelope, Tell | Request):
+            problem: str | None = "only tells and requests travel durably"
+        else:
+            problem = self._check_recipient(envelope, token) or check_id(
+                incoming.msgid, envelope, frame.origin
+            )
+        if problem is not None:
+            self._refuse(receipt, incoming, token, problem, envelope)
+            return
+        endpoint = as_durable(self.registry.lookup(envelope.recipient))
+        if endpoint is None or not self.leases.owns(envelope.recipient):
+            # Ownership moved (a takeover, a stop): the stream redelivers it to the owner.
+            detail = "not a durable actor this node owns: left to its owner"
+            self._sink.dead_letter(envelope, DeliveryFailure.UNKNOWN_RECIPIENT, detail)
+            receipt.nak(1.0)
+            return
+        check = self._sink.check(cast("Endpoint", endpoint), envelope)
+        if check is not None:
+            self._refuse(receipt, incoming, token, check[1], envelope, reason=check[0])
+            return
+        if endpoint.deliver_durable(envelope, receipt) is not None:
+            receipt.nak(0.5)  # stopping or full: again later, here or at the next owner
+
+    def _refuse(
+        self,
+        receipt: Receipt,
+        incoming: Incoming,
+        token: str,
+        detail: str,
+        envelope: Envelope | None = None,
+        *,
+        reason: DeliveryFailure = DeliveryFailure.INVALID_MESSAGE,
+    ) -> None:
+        """A durable message that can never be processed: a dead letter, and terminated."""
+        self.counts["rejected"] += 1
+        if envelope is None:
+            from ._wire import token_address
+
+            envelope = Tell(recipient=token_address(token), payload=incoming.data[:256])
+        self._sink.dead_letter(envelope, reason, detail)
+        receipt.term()
 
     def statistics(self) -> dict[str, int]:
         """Counters: frames sent, received, rejected, failures by reason; in
