@@ -215,7 +215,6 @@ class Durable:
                 subjects=[self.subjects + ">"],
                 storage=StorageType.FILE,
                 duplicate_window=self._cluster.dedup_window,
-                max_msg_size=self._cluster.max_frame,
             )
             with contextlib.suppress(Exception):  # created meanwhile by another node: bind below
                 await js.add_stream(config)
