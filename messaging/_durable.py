@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
@@ -37,6 +38,7 @@ from ._wire import address_token, token_address
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from nats.aio.msg import Msg
     from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
@@ -63,8 +65,8 @@ log = logging.getLogger("wasmactors.cluster")
 
 #: The longest message id accepted (an address of 255 plus the derived part).
 MAX_ID = 320
-#: Messages fetched from a consumer at once.
-_FETCH = 256
+#: Seconds a pull request lingers on the server waiting for messages.
+_PULL_EXPIRES = 5.0
 
 
 def consumer_name(address: str) -> str:
@@ -295,11 +297,11 @@ class Durable:
             max_deliver=-1,
         )
         await self._js.add_consumer(self.stream, config)
-        sub = await self._js.pull_subscribe_bind(durable=name, stream=self.stream)
         old = self._consumers.pop(address, None)
         if old is not None:
             old.cancel()
-        self._consumers[address] = asyncio.get_running_loop().create_task(self._consuming(sub))
+        task = asyncio.get_running_loop().create_task(self._consuming(name, window))
+        self._consumers[address] = task
 
     async def undeclare(self, address: str) -> None:
         """``address`` is no longer durable (spawned again in core mode)."""
@@ -322,25 +324,42 @@ class Durable:
         with contextlib.suppress(RuntimeError):  # closed
             self._bridge.run_soon(cancel)
 
-    async def _consuming(self, sub: JetStreamContext.PullSubscription) -> None:
-        from nats.errors import TimeoutError as NatsTimeout
-
+    async def _consuming(self, name: str, window: int) -> None:
+        """Pull from the consumer: one lingering request for up to ``window``
+        messages at a time (the server also holds back past ``max_ack_pending``),
+        the next as soon as it is fulfilled or expires. nats-py's ``fetch``
+        waits out its whole timeout when the window is full, so it is not used."""
         from ._bridge import Incoming
 
+        nc = self._bridge.client
+        inbox = nc.new_inbox()
+        request = json.dumps({"batch": window, "expires": int(_PULL_EXPIRES * 1e9)}).encode()
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{name}"
+        done = asyncio.Event()
+        left = window
+
+        async def received(msg: Msg) -> None:
+            nonlocal left
+            headers = msg.headers or {}
+            status = headers.get("Status", "")
+            if status:  # 404 no messages, 408 expired, 409 ...: this request is over (100: heartbeat)
+                if status != "100":
+                    done.set()
+                return
+            self._enqueue(Incoming(msg.subject, msg.reply, msg.data, "", headers.get("Nats-Msg-Id", "")))
+            left -= 1
+            if left <= 0:
+                done.set()
+
+        sub = await nc.subscribe(inbox, cb=received)
         try:
             while True:
-                try:
-                    msgs = await sub.fetch(_FETCH, timeout=5)
-                except (TimeoutError, NatsTimeout):
-                    continue
-                except Exception as exc:  # noqa: BLE001 - a broken connection: nats-py reconnects
-                    log.warning("durable: fetch failed (%s); retrying", exc)
-                    await asyncio.sleep(0.5)  # a retry's back-off, not a wait for an event
-                    continue
-                for msg in msgs:
-                    headers = msg.headers or {}
-                    message_id = headers.get("Nats-Msg-Id", "")
-                    self._enqueue(Incoming(msg.subject, msg.reply, msg.data, "", message_id))
+                done.clear()
+                left = window
+                with contextlib.suppress(Exception):  # a broken connection: nats-py reconnects
+                    await nc.publish(subject, request, reply=inbox)
+                with contextlib.suppress(TimeoutError):  # a request lost in a reconnect: ask again
+                    await asyncio.wait_for(done.wait(), _PULL_EXPIRES * 2)
         finally:
             with contextlib.suppress(Exception):  # the connection may be gone
                 await sub.unsubscribe()
