@@ -176,8 +176,8 @@ async def run_pipeline(
     payloads = [payload.decode().split()[1] for _, payload in got]
     assert len(payloads) == count, f"{len(payloads)} arrived at the end, {len(set(payloads))} distinct"
     assert set(payloads) == expected
-    for address, node in STAGES.items():
-        counts, processed = stage_counts(tmp_path / f"topology.{node}.db", address)
+    for address, where in STAGES.items():
+        counts, processed = stage_counts(tmp_path / f"topology.{where}.db", address)
         assert set(counts) == expected, f"{address}: {len(expected - set(counts))} messages lost"
         twice = [key for key, value in counts.items() if value != b"1"]
         assert not twice, f"{address}: {len(twice)} messages processed more than once, e.g. {twice[:5]}"
