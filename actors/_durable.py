@@ -29,6 +29,7 @@ from ..messaging import DeliveryFailure, Send, Tell
 from ..runtime import OutboxRow, SQLiteStorage
 from ..runtime import StorageError as _StorageError
 from ._cell import ComponentCell
+from ._errors import DurableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -42,10 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["DurableCell", "DurableJournal", "check_durable"]
 
 log = logging.getLogger("wasmactors.actors")
-
-
-class DurableError(ValueError):
-    """An actor cannot be durable here (no cluster, no SQLite storage, not a component)."""
 
 
 def check_durable(address: str, storage: object, cluster: object) -> SQLiteStorage:

@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import PY
 from tests.nats_server import raw_client
-from wasmactors.actors import ActorSystem, DeadLetter, DeadLetterReason, Topology
-from wasmactors.actors._durable import DurableCell, DurableError, DurableJournal
+from wasmactors.actors import ActorSystem, DeadLetter, DeadLetterReason, DurableError, Topology
+from wasmactors.actors._durable import DurableCell, DurableJournal
 from wasmactors.messaging import Cluster, Reply, Request, Tell
 from wasmactors.messaging._durable import consumer_name, derived_id
 from wasmactors.messaging._wire import Frame, address_token, encode_frame
