@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ID",
+    "MESSAGE_ID_HEADER",
     "Durable",
     "DurableEndpoint",
     "OutboxEntry",
@@ -63,6 +64,8 @@ __all__ = [
 
 log = logging.getLogger("wasmactors.cluster")
 
+#: The header a durable handler finds its message's id in (its idempotency key).
+MESSAGE_ID_HEADER = "wasmactors-message-id"
 #: The longest message id accepted (an address of 255 plus the derived part).
 MAX_ID = 320
 #: Seconds a pull request lingers on the server waiting for messages.

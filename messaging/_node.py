@@ -47,7 +47,7 @@ import anyio
 import msgspec
 
 from ._bridge import NatsBridge
-from ._durable import Durable, Receipt, as_durable, check_id, id_scope
+from ._durable import MESSAGE_ID_HEADER, Durable, Receipt, as_durable, check_id, id_scope
 from ._envelope import Callback, Envelope, Reply, Request, Tell
 from ._errors import ClusterError
 from ._leases import Leases
@@ -731,6 +731,16 @@ class ClusterTransport:
         if check is not None:
             self._refuse(receipt, incoming, token, check[1], envelope, reason=check[0])
             return
+        # The guest sees the id: the key for its own idempotent effects outside wasmactors.
+        headers = (
+            *(h for h in envelope.headers if h[0] != MESSAGE_ID_HEADER),
+            (MESSAGE_ID_HEADER, receipt.id),
+        )
+        sender = envelope.sender
+        mine = f"{_ASK}{self.node}/"
+        if sender is not None and sender.startswith(mine):  # this node's own ask: its local reply endpoint
+            sender = _ASK + sender[len(mine) :]
+        envelope = msgspec.structs.replace(envelope, headers=headers, sender=sender)
         if endpoint.deliver_durable(envelope, receipt) is not None:
             receipt.nak(0.5)  # stopping or full: again later, here or at the next owner
 

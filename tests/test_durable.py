@@ -263,6 +263,11 @@ async def test_a_redelivered_message_is_skipped_and_acked(
         cell = b.registry.lookup("solo")
         assert isinstance(cell, DurableCell)
         assert cell.durable_counts == {"processed": 1, "skipped": 1, "failed": 0}
+        # An ask travels durably too; the handler sees its message id in a header.
+        with anyio.fail_after(20):
+            headers = await b.ref("solo").ask(b"headers", timeout=15)
+        assert headers.startswith(b"wasmactors-message-id=@b|"), headers
+        assert cell.durable_counts["processed"] == 2
         assert b.storage is not None
         assert b.storage.get("solo", "hop/k1") is None
         assert b.storage.get("solo", "hop/k2") == b"1"
