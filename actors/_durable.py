@@ -15,9 +15,10 @@ each one, in order:
    publisher, which publishes the rows with those ids (the stream drops a
    re-run's duplicates) and deletes them.
 
-A crash before the commit leaves nothing (the message is redelivered, or, if
-the handler itself crashed, recorded as ``crashed`` and dead-lettered as in
-core mode, so a poison message is not retried forever).
+A crash before the commit leaves nothing: the message is redelivered (after
+a node's death, or a host fault such as a failed commit), or, if the guest
+itself crashed, recorded as ``failed`` and dead-lettered as in core mode, so
+a poison message is not retried forever.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..messaging import DeliveryFailure, Send, Tell
-from ..runtime import OutboxRow, SQLiteStorage
+from ..runtime import CrashKind, OutboxRow, SQLiteStorage
 from ..runtime import StorageError as _StorageError
 from ._cell import ComponentCell
 from ._errors import DurableError
@@ -186,6 +187,11 @@ class DurableCell(ComponentCell):
             self.durable_counts["processed"] += 1
             receipt.ack()
             self._outbox_ready()
+        elif exit is not None and exit.detail == CrashKind.HOST_FAULT.value:
+            # The host failed (a storage error, a bug), not the guest: nothing
+            # was committed; the stream tries again, here or at the next owner.
+            del receipts[id(envelope)]
+            receipt.nak(1.0)
         elif self.mailbox.head() is not envelope:
             # It ran and crashed (or was refused): dead-lettered as in core
             # mode; recorded so that a poison message is not retried forever.

@@ -382,3 +382,35 @@ def test_processed_and_outbox_are_plain_sqlite(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT ns, id, outcome FROM processed").fetchall() == [("a", "@n|1", "ok")]
         assert conn.execute("SELECT id FROM outbox").fetchall() == [("a|x:0",)]
+
+
+async def test_a_crashing_message_is_recorded_and_not_redelivered(
+    nats_server: NatsServer, engine: Engine, kitchen: Component, prefix: str, tmp_path: Path
+) -> None:
+    """A message whose handler crashes is a dead letter as in core mode, recorded as
+    failed and acked (a poison message is not retried forever); the restarted actor
+    handles the next one."""
+    async with (
+        durable_node(nats_server, engine, prefix, "b", tmp_path / "b.db") as b,
+        raw_client(nats_server) as raw,
+    ):
+        await probe(raw, prefix)
+        await b.spawn("solo", kitchen, limits=PY, durable=True)
+        async with b.dead_letters() as dead:
+            await b.ref("solo").tell(b"raise")
+            with anyio.fail_after(20):
+                letter = await dead.receive()
+        assert letter.reason is DeadLetterReason.CRASHED_HANDLER
+        await b.ref("solo").tell(b"hop after done")
+        with anyio.fail_after(30):
+            assert [p for _, p in await take(raw, prefix, 1, quiet=0.5)] == [b"hop after"]
+        cell = b.registry.lookup("solo")
+        assert isinstance(cell, DurableCell)
+        assert cell.durable_counts == {"processed": 1, "skipped": 0, "failed": 1}
+    async with raw_client(nats_server) as raw:
+        js = raw.client.jetstream()
+        info = await raw.call(js.consumer_info(f"{prefix}-durable", consumer_name("solo")))
+        assert (info.num_ack_pending, info.num_redelivered, info.num_pending) == (0, 0, 0)
+    with SQLiteStorage(tmp_path / "b.db") as db, sqlite3.connect(db.path) as conn:
+        outcomes = sorted(r[0] for r in conn.execute("SELECT outcome FROM processed WHERE ns='solo'"))
+    assert outcomes == ["failed", "ok"]
