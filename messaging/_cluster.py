@@ -57,6 +57,14 @@ class Cluster:
     #: The largest frame (envelope with its routing fields) a node sends or
     #: accepts, in bytes. NATS's own default ``max_payload`` is 1 MiB.
     max_frame: int = 1024 * 1024
+    #: Durable mode: seconds JetStream waits for a durable message's ack before
+    #: redelivering it (to this node, or to whichever node owns the actor
+    #: by then). Longer than a handler may run plus its wait in the mailbox.
+    ack_wait: float = 30.0
+    #: Durable mode: the stream's ``Nats-Msg-Id`` deduplication window in
+    #: seconds (chosen by the first node that creates the stream): an outbox
+    #: republished after an outage longer than this can duplicate.
+    dedup_window: float = 24 * 3600.0
     #: A NATS credentials file (JWT and NKey seed).
     creds: str | os.PathLike[str] | None = None
     #: A NATS token.
@@ -75,7 +83,7 @@ class Cluster:
             value = getattr(self, what)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")
-        for what in ("ack_timeout", "max_wait"):
+        for what in ("ack_timeout", "max_wait", "ack_wait", "dedup_window"):
             value = getattr(self, what)
             if not (isinstance(value, int | float) and 0 < value < math.inf):
                 raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")

@@ -35,6 +35,7 @@ sender leaves the node as ``$ask/<node>/N``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import math
@@ -46,7 +47,9 @@ import anyio
 import msgspec
 
 from ._bridge import NatsBridge
-from ._envelope import Callback, Envelope, Reply, Request
+from ._durable import Durable, as_durable
+from ._durable_node import DurablePaths
+from ._envelope import Callback, Envelope, Reply, Request, Tell
 from ._errors import ClusterError
 from ._leases import Leases
 from ._transport import DeliveryFailure, Registry
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 
     from ._bridge import Incoming
     from ._cluster import Cluster
+    from ._durable import OutboxStore
     from ._transport import Endpoint
 
 __all__ = ["ClusterSink", "ClusterTransport"]
@@ -110,7 +114,7 @@ class _Waiting(NamedTuple):
     reply: str
 
 
-class ClusterTransport:
+class ClusterTransport(DurablePaths):
     """One node's transport (see the module docstring)."""
 
     def __init__(self, cluster: Cluster, registry: Registry, sink: ClusterSink) -> None:
@@ -135,6 +139,12 @@ class ClusterTransport:
             lost=lambda address: self._bridge.unsubscribe(self._act + address_token(address)),
             changed=lambda: self._bridge.notify(self._owners_changed),
         )
+        self._dur = f"{prefix}.dur."
+        #: Durable mode: the stream, the declarations, the consumers (see ``_durable.py``).
+        self.durable = Durable(self._bridge, cluster, self._bridge.enqueue)
+        #: Durable publishes not yet acknowledged by the stream (``tell_nowait``'s bound).
+        self._durable_load = 0
+        self._outbox_wake = anyio.Event()
         self._owners: anyio.Event | None = None
         self._seq = itertools.count(1)
         self._pending: dict[int, _InFlight] = {}
@@ -153,9 +163,11 @@ class ClusterTransport:
 
     # -- lifetime ---------------------------------------------------------------
 
-    async def start(self, tg: TaskGroup) -> None:
+    async def start(self, tg: TaskGroup, *, outbox: OutboxStore | None = None) -> None:
         """Connect, join the bucket and subscribe this node's inboxes; the
-        receiving and expiry tasks run in ``tg``."""
+        receiving and expiry tasks run in ``tg``. ``outbox``: where durable
+        actors' outgoing messages wait (the node's SQLite file); its publisher
+        starts by sending what a previous run left."""
         cluster = self.cluster
         me = address_token(self.node)
         try:
@@ -166,6 +178,7 @@ class ClusterTransport:
             raise ClusterError(f"cannot connect to {', '.join(cluster.servers)}: {exc}") from exc
         try:
             await self.leases.open()
+            await self.durable.open()
             await self._bridge.answer_pings(self._pings + me)
             await self._bridge.subscribe(self._inbox)
             await self._bridge.subscribe(self._acks + "*")
@@ -176,6 +189,8 @@ class ClusterTransport:
         self._tg = tg
         tg.start_soon(self._receiving)
         tg.start_soon(self._expiring)
+        if outbox is not None:
+            tg.start_soon(self._publishing_outbox, outbox)
         self._started = True
 
     async def aclose(self, *, release: bool = True) -> None:
@@ -188,6 +203,8 @@ class ClusterTransport:
                 self._ack(backlog.popleft().reply, Ack(DeliveryFailure.STOPPED, "the node left the cluster"))
         with anyio.CancelScope(shield=True):
             try:
+                with contextlib.suppress(Exception):  # a broken connection: the consumers end with it
+                    await self.durable.close()
                 await self.leases.close(release=release)
             finally:
                 await self._bridge.aclose(drain=release)
@@ -204,14 +221,21 @@ class ClusterTransport:
         await self.leases.claim(address)
 
     async def announce(self, address: str) -> None:
-        """Start receiving for ``address`` (registered here); returns once subscribed."""
+        """Start receiving for ``address`` (registered here); returns once
+        subscribed. A durable actor is declared and its consumer bound too."""
         await self._bridge.subscribe(self._act + address_token(address))
+        endpoint = as_durable(self.registry.lookup(address))
+        if endpoint is not None:
+            await self.durable.declare(address, endpoint.durable_window)
+        elif self.durable.is_durable(address):
+            await self.durable.undeclare(address)
 
     def release(self, address: str) -> None:
         """Stop receiving for ``address`` and free its name (never waits)."""
         if self.leases.owns(address):
             # The name is free only once this node no longer receives for it.
             subject = self._act + address_token(address)
+            self.durable.stop(address)
             self.leases.release(address, after=self._bridge.unsubscribe_here(subject))
 
     def _owners_changed(self) -> None:
@@ -237,6 +261,8 @@ class ClusterTransport:
         return address in self.registry or self._route(address) is not None
 
     def send_nowait(self, envelope: Envelope, *, wait: float = 0.0) -> DeliveryFailure | None:
+        if self.durable.is_durable(envelope.recipient) and isinstance(envelope, Tell | Request):
+            return self._send_durable_nowait(envelope)
         endpoint = self.registry.lookup(envelope.recipient)
         if endpoint is not None:
             return endpoint.deliver_nowait(envelope)
@@ -251,6 +277,8 @@ class ClusterTransport:
         return sent if isinstance(sent, DeliveryFailure) else None
 
     async def send(self, envelope: Envelope, *, timeout: float | None = None) -> DeliveryFailure | None:
+        if self.durable.is_durable(envelope.recipient) and isinstance(envelope, Tell | Request):
+            return await self._send_durable(envelope)
         endpoint = self.registry.lookup(envelope.recipient)
         if endpoint is not None:
             failure = endpoint.deliver_nowait(envelope)
@@ -299,15 +327,17 @@ class ClusterTransport:
             return None
         return parts[1]
 
+    def _wire(self, envelope: Envelope) -> Envelope:
+        sender = envelope.sender
+        if sender is not None and sender.startswith(_ASK) and sender.count("/") == 1:
+            # A host ask's reply endpoint, qualified with this node for the way back.
+            return msgspec.structs.replace(envelope, sender=f"{_ASK}{self.node}/{sender[len(_ASK) :]}")
+        return envelope
+
     def _publish(
         self, envelope: Envelope, subject: str, node: str, wait: float, waiter: anyio.Event | None
     ) -> DeliveryFailure | _InFlight:
-        sender = envelope.sender
-        wire = envelope
-        if sender is not None and sender.startswith(_ASK) and sender.count("/") == 1:
-            # A host ask's reply endpoint, qualified with this node for the way back.
-            wire = msgspec.structs.replace(envelope, sender=f"{_ASK}{self.node}/{sender[len(_ASK) :]}")
-        data = encode_frame(Frame(self.node, wait, wire))
+        data = encode_frame(Frame(self.node, wait, self._wire(envelope)))
         if len(data) > self.cluster.max_frame:
             return DeliveryFailure.PAYLOAD_TOO_LARGE
         seq = next(self._seq)
@@ -386,6 +416,8 @@ class ClusterTransport:
             self._on_frame(incoming, subject[len(self._act) :], for_ask=False)
         elif subject == self._inbox:
             self._on_frame(incoming, "", for_ask=True)
+        elif subject.startswith(self._dur):
+            self._on_durable(incoming)
 
     def _on_ack(self, incoming: Incoming) -> None:
         try:
@@ -468,6 +500,10 @@ class ClusterTransport:
         if check is not None:
             self._sink.dead_letter(envelope, check[0], check[1])
             self._ack(incoming.reply, Ack(check[0], check[1]))
+            return
+        if as_durable(endpoint) is not None and isinstance(envelope, Tell | Request) and self._tg:
+            # Sent before the sender saw the actor declared durable: it joins the stream here.
+            self._tg.start_soon(self._redirect, incoming, frame)
             return
         recipient = envelope.recipient
         backlog = self._backlogs.get(recipient)

@@ -31,11 +31,19 @@ from ._errors import (
     WasmActorsError,
     WorldMismatchError,
 )
-from ._host import HostCall, HostContext
+from ._host import HostCall, HostContext, Journal
 from ._instance import Batch, Instance
 from ._limits import GiB, GuestBuild, KiB, Limits, Manifest, MiB, encode_metadata, parse_size
 from ._outcome import AppError, CallResult, Crash, CrashKind, Outcome, Success
-from ._storage import ROW_OVERHEAD, MemoryStorage, SQLiteStorage, StorageBackend, Transaction, row_size
+from ._storage import (
+    ROW_OVERHEAD,
+    MemoryStorage,
+    OutboxRow,
+    SQLiteStorage,
+    StorageBackend,
+    Transaction,
+    row_size,
+)
 
 __all__ = [
     "ROW_OVERHEAD",
@@ -61,6 +69,7 @@ __all__ = [
     "InstanceClosedError",
     "InstantiationError",
     "InvalidMessageError",
+    "Journal",
     "KiB",
     "Limits",
     "Manifest",
@@ -69,6 +78,7 @@ __all__ = [
     "MiB",
     "MissingImportsError",
     "NotWasmError",
+    "OutboxRow",
     "Outcome",
     "PayloadTooLargeError",
     "SQLiteStorage",

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from ctypes import CFUNCTYPE, c_char_p, c_size_t, c_void_p
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from wasmtime import _ffi as ffi
@@ -34,9 +34,11 @@ from ._errors import StorageError
 from ._storage import ROW_OVERHEAD, StorageBackend, Transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._limits import Limits
 
-__all__ = ["WIT_PACKAGE", "CallState", "HostCall", "HostContext", "define_host_functions"]
+__all__ = ["WIT_PACKAGE", "CallState", "HostCall", "HostContext", "Journal", "define_host_functions"]
 
 WIT_PACKAGE = "wasmactors:actor"
 WIT_VERSION = "0.1.0"
@@ -80,7 +82,16 @@ class HostContext:
     runtime the defaults are enough.
     """
 
-    __slots__ = ("address", "audit", "logger", "next_request_id", "pending_requests", "resolve", "storage")
+    __slots__ = (
+        "address",
+        "audit",
+        "journal",
+        "logger",
+        "next_request_id",
+        "pending_requests",
+        "resolve",
+        "storage",
+    )
 
     def __init__(
         self,
@@ -92,6 +103,7 @@ class HostContext:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         audit: Callable[[HostCall], None] | None = None,
         pending_requests: Callable[[], int] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         if not valid_address(address):
             raise ValueError(f"invalid actor address {address!r}")
@@ -116,6 +128,22 @@ class HostContext:
         #: How many of this actor's requests wait for their reply (not
         #: counting the current call's); ``None``: none are tracked.
         self.pending_requests = pending_requests
+        #: Durable mode: commits each successful call's writes together with
+        #: its own rows (the message id, the outbox); ``None``: a plain commit.
+        self.journal = journal
+
+
+class Journal(Protocol):
+    """Extends a handler call's storage commit (the actor layer's durable mode)."""
+
+    def commit(
+        self, txn: Transaction | None, outbox: Sequence[Send | SendRequest]
+    ) -> Sequence[Send | SendRequest]:
+        """Commit a successful call's writes (``txn``, ``None`` if it touched no
+        storage) and whatever the journal adds, atomically; return the sends
+        still to be delivered the usual way. Raises :class:`StorageError`
+        (the call crashes with ``host-fault``, nothing is committed)."""
+        ...
 
 
 class CallState:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from types import TracebackType
 
+    from ..messaging import Send, SendRequest
     from ._component import Component
     from ._limits import Limits
 
@@ -356,13 +357,17 @@ class Instance:
             self._settle_logs()
         abi.get_fuel(ctx, self._remaining_ref)
         fuel = self.limits.fuel - self._remaining.value
-        if state.txn is not None:
+        outbox: Sequence[Send | SendRequest] = state.outbox
+        journal = self.context.journal
+        if journal is not None or state.txn is not None:
             try:
-                state.txn.commit()
+                if journal is not None:  # durable mode: its own rows join the transaction
+                    outbox = journal.commit(state.txn, outbox)
+                elif state.txn is not None:
+                    state.txn.commit()
             except StorageError as exc:
                 crash = Crash(CrashKind.HOST_FAULT, f"storage commit failed: {exc}")
                 return self._crashed(crash, elapsed)
-        outbox = state.outbox
         return CallResult(outcome, fuel, elapsed, tuple(outbox) if outbox else (), state.stop)
 
     def _crashed(self, crash: Crash, elapsed: float) -> CallResult:

@@ -19,15 +19,23 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from ._errors import StorageError
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["ROW_OVERHEAD", "MemoryStorage", "SQLiteStorage", "StorageBackend", "Transaction", "row_size"]
+__all__ = [
+    "ROW_OVERHEAD",
+    "MemoryStorage",
+    "OutboxRow",
+    "SQLiteStorage",
+    "StorageBackend",
+    "Transaction",
+    "row_size",
+]
 
 #: A write: the new value, or ``None`` to delete the key.
 Write = bytes | None
@@ -40,6 +48,24 @@ ROW_OVERHEAD = 64
 def row_size(key: str, value_size: int) -> int:
     """The bytes a row counts against its namespace's total."""
     return len(key.encode()) + value_size + ROW_OVERHEAD
+
+
+class OutboxRow(NamedTuple):
+    """A durable handler's outgoing message, queued in the transaction that
+    recorded its input as processed (see ``SQLiteStorage.commit_processed``)."""
+
+    #: Its message id (``Nats-Msg-Id``): derived from the input's, so a re-run repeats it.
+    id: str
+    #: Where it goes: a durable subject, or ``""`` for a core-mode delivery.
+    subject: str
+    #: The encoded frame.
+    data: bytes
+    #: Its place in the outbox (0 until stored).
+    seq: int = 0
+
+
+class _AlreadyProcessed(Exception):
+    """The message id is in ``processed`` already (the transaction is rolled back)."""
 
 
 @runtime_checkable
@@ -163,6 +189,7 @@ class SQLiteStorage:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open storage {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._durable_ready = False
 
     def get(self, namespace: str, key: str) -> bytes | None:
         with self._lock, _wrapped(self.path):
@@ -195,33 +222,119 @@ class SQLiteStorage:
     def apply(self, namespace: str, writes: Mapping[str, Write]) -> None:
         if not writes:
             return
+        with self._lock, _wrapped(self.path):
+            self._in_transaction(lambda: self._write(namespace, writes))
+
+    def _in_transaction(self, body: Callable[[], object]) -> None:
+        """Run ``body`` in one immediate transaction (the lock is held)."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            body()
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _write(self, namespace: str, writes: Mapping[str, Write]) -> None:
+        """The key-value writes and the usage they change (inside a transaction)."""
         sets = [(namespace, k, v) for k, v in writes.items() if v is not None]
         deletes = [(namespace, k) for k, v in writes.items() if v is None]
         # What the rows held before, to move the usage by the difference.
         size = "SELECT length(value) FROM kv WHERE ns=? AND key=?"
+        delta = 0
+        for key, value in writes.items():
+            row = self._db.execute(size, (namespace, key)).fetchone()
+            if row is not None:
+                delta -= row_size(key, row[0])
+            if value is not None:
+                delta += row_size(key, len(value))
+        self._db.executemany("INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", sets)
+        self._db.executemany("DELETE FROM kv WHERE ns=? AND key=?", deletes)
+        if delta:
+            self._db.execute(
+                "INSERT INTO usage (ns, bytes) VALUES (?, ?)"
+                " ON CONFLICT (ns) DO UPDATE SET bytes = bytes + excluded.bytes",
+                (namespace, delta),
+            )
+
+    # -- durable mode: processed message ids and the outbox ------------------------
+
+    def _durable_tables(self) -> None:
+        """Create the durable-mode tables on first use (files without them stay as they were)."""
+        if self._durable_ready:
+            return
+        with self._lock, _wrapped(self.path):
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS processed (ns TEXT NOT NULL, id TEXT NOT NULL,"
+                " outcome TEXT NOT NULL, PRIMARY KEY (ns, id)) WITHOUT ROWID"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " ns TEXT NOT NULL, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, data BLOB NOT NULL)"
+            )
+        self._durable_ready = True
+
+    def processed(self, namespace: str, message_id: str) -> str | None:
+        """How ``namespace`` handled ``message_id`` (``"ok"``, ``"crashed"``...), or ``None``."""
+        self._durable_tables()
+        with self._lock, _wrapped(self.path):
+            row = self._db.execute(
+                "SELECT outcome FROM processed WHERE ns=? AND id=?", (namespace, message_id)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def commit_processed(
+        self,
+        namespace: str,
+        writes: Mapping[str, Write],
+        message_id: str,
+        outbox: Sequence[OutboxRow],
+        outcome: str = "ok",
+    ) -> bool:
+        """In one transaction: a handler's writes, ``message_id`` recorded as
+        processed and its outgoing messages queued in the outbox. ``False``
+        (nothing written) when the id was already processed."""
+        self._durable_tables()
+
+        def body() -> None:
+            try:
+                self._db.execute(
+                    "INSERT INTO processed (ns, id, outcome) VALUES (?, ?, ?)",
+                    (namespace, message_id, outcome),
+                )
+            except sqlite3.IntegrityError:
+                raise _AlreadyProcessed from None
+            self._write(namespace, writes)
+            self._db.executemany(
+                "INSERT INTO outbox (ns, id, subject, data) VALUES (?, ?, ?, ?)",
+                [(namespace, row.id, row.subject, row.data) for row in outbox],
+            )
+
         with self._lock, _wrapped(self.path):
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                delta = 0
-                for key, value in writes.items():
-                    row = self._db.execute(size, (namespace, key)).fetchone()
-                    if row is not None:
-                        delta -= row_size(key, row[0])
-                    if value is not None:
-                        delta += row_size(key, len(value))
-                self._db.executemany("INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)", sets)
-                self._db.executemany("DELETE FROM kv WHERE ns=? AND key=?", deletes)
-                if delta:
-                    self._db.execute(
-                        "INSERT INTO usage (ns, bytes) VALUES (?, ?)"
-                        " ON CONFLICT (ns) DO UPDATE SET bytes = bytes + excluded.bytes",
-                        (namespace, delta),
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+                self._in_transaction(body)
+            except _AlreadyProcessed:
+                return False
+        return True
+
+    def outbox(self, limit: int = 256) -> list[OutboxRow]:
+        """The oldest queued outgoing messages of every namespace, in commit order."""
+        self._durable_tables()
+        with self._lock, _wrapped(self.path):
+            rows = self._db.execute(
+                "SELECT seq, id, subject, data FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [OutboxRow(str(r[1]), str(r[2]), bytes(r[3]), int(r[0])) for r in rows]
+
+    def outbox_done(self, seqs: Sequence[int]) -> None:
+        """Remove sent outbox rows."""
+        if not seqs:
+            return
+        with self._lock, _wrapped(self.path):
+            self._in_transaction(
+                lambda: self._db.executemany("DELETE FROM outbox WHERE seq=?", [(s,) for s in seqs])
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -313,6 +426,11 @@ class Transaction:
                     found.add(key)
         ordered = sorted(found)
         return ordered if limit is None else ordered[: limit + 1]
+
+    @property
+    def writes(self) -> Mapping[str, Write]:
+        """The buffered writes (a durable commit applies them with its own rows)."""
+        return self._writes
 
     @property
     def pending(self) -> int:

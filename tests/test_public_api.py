@@ -24,10 +24,11 @@ def test_runtime_public_names() -> None:
         "AppError", "Batch", "CallResult", "CompileError", "Component", "ComponentError", "ComponentInfo",
         "CoreModuleError", "Crash", "CrashKind", "Engine", "GiB", "GuestBuild", "HostCall", "HostContext",
         "ImportMismatchError", "Instance", "InstanceBrokenError",
-        "InstanceBusyError", "InstanceClosedError", "InstantiationError", "InvalidMessageError", "KiB",
+        "InstanceBusyError", "InstanceClosedError", "InstantiationError", "InvalidMessageError", "Journal",
+        "KiB",
         "Limits", "Manifest",
         "ManifestError",
-        "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "Outcome",
+        "MemoryStorage", "MiB", "MissingImportsError", "NotWasmError", "OutboxRow", "Outcome",
         "PayloadTooLargeError", "ROW_OVERHEAD", "SQLiteStorage", "StorageBackend",
         "StorageError", "Success", "Transaction", "WasmActorsError", "WorldMismatchError",
         "default_cache_dir", "encode_metadata", "parse_size", "row_size",
@@ -47,7 +48,8 @@ def test_messaging_and_actors_public_names() -> None:
     ]  # fmt: skip
     assert sorted(wasmactors.actors.__all__) == [
         "ActorAppError", "ActorCrashedError", "ActorError", "ActorRef", "ActorStats", "ActorStoppedError",
-        "ActorSystem", "AskTimeoutError", "BRUTAL_KILL", "Backoff", "DeadLetter", "DeadLetterReason", "Event",
+        "ActorSystem", "AskTimeoutError", "BRUTAL_KILL", "Backoff", "DeadLetter", "DeadLetterReason",
+        "DurableError", "Event",
         "EventKind", "InitialMessage",
         "MailboxFullError", "NativeActor", "NativeContext", "NativeSource", "ONE_FOR_ALL", "ONE_FOR_ONE",
         "PERMANENT", "REST_FOR_ONE", "Reject", "RestartType", "Strategy", "Supervisor", "SystemFailedError",

@@ -208,6 +208,13 @@ def _cluster_parsers(
         metavar="PATH",
         help="SQLite file for actor state (default: TOPOLOGY.NAME.db beside the topology; ':memory:')",
     )
+    node.add_argument(
+        "--ack-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="durable actors: how long JetStream waits for an ack before redelivering (default 30)",
+    )
     node.add_argument("--trio", action="store_true", help="run on trio instead of asyncio")
     node.add_argument("-q", "--quiet", action="store_true", help="hide guest log lines")
     for kind, what in (
@@ -387,7 +394,7 @@ def _cmd_node(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         storage = None
     else:
         storage = Path(args.storage) if args.storage else args.topology.with_suffix(f".{args.name}.db")
-    cluster = Cluster(args.cluster, node=args.name, prefix=args.prefix)
+    cluster = Cluster(args.cluster, node=args.name, prefix=args.prefix, ack_wait=args.ack_wait)
     with Engine() as engine:
         report = anyio.run(
             lambda: _clustercli.run_node(

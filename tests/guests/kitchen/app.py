@@ -97,6 +97,12 @@ def run(command: str, args: list[str], msg: types.Envelope) -> str | None:
         return "sent"
     if command == "request":
         return str(messaging.request(args[0], " ".join(args[2:]), int(args[1])))
+    if command == "hop":  # hop KEY [NEXT...]: count KEY here (exactly-once checks), pass it on
+        seen = storage.get("hop/" + args[0])
+        storage.set("hop/" + args[0], str(int(seen or "0") + 1))
+        if len(args) > 1:
+            messaging.send(args[1], " ".join(["hop", args[0], *args[2:]]))
+        return None
     if command == "send-big":
         messaging.send(args[0], "x" * int(args[1]))
         return "sent"
