@@ -54,8 +54,7 @@ class Mailbox(Generic[T]):
             raise anyio.WouldBlock
         items.append(item)
         depth = len(items)
-        if depth > self.high_water:
-            self.high_water = depth
+        self.high_water = max(self.high_water, depth)
         if self._reading:  # only a waiting reader needs the wake-up (a set() per put costs)
             self._readable.set()
 
