@@ -19,6 +19,7 @@ and ends the incarnation at a crash, or normally when the guest called
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 from functools import partial
@@ -210,10 +211,16 @@ class Cell:
                     return exit
         finally:
             self._parked = False
-            if self._direct is not None:
-                # Never leave while a worker runs this incarnation's instance.
+            if self._direct is not None or self._direct_deferred or self._direct_exit is not None:
+                # Never leave while a worker runs this incarnation's instance, nor
+                # with what its call left undelivered (cancelled while parked).
                 with anyio.CancelScope(shield=True):
-                    await self._direct.wait()
+                    if self._direct is not None:
+                        await self._direct.wait()
+                    deferred, self._direct_deferred = self._direct_deferred, []
+                    if deferred:
+                        await self._deliver_deferred(deferred, True)
+                self._direct_exit = None  # this incarnation ends anyway; its crash is accounted for
             # Between incarnations the actor is not idle: its supervisor has a
             # decision to make (restart or close), and messages may be queued.
             if self._idle.is_set():
@@ -485,10 +492,10 @@ class ComponentCell(Cell):
             and self.instance is not None
         ):
             return False
-        self._direct = anyio.Event()
+        self.env.workers.submit(_turn, (self.instance, [request], self._control), self._direct_done)
+        self._direct = anyio.Event()  # after submit: it raises if the workers are gone
         if self._idle.is_set():
             self._idle = anyio.Event()
-        self.env.workers.submit(_turn, (self.instance, [request], self._control), self._direct_done)
         return True
 
     def _direct_done(
@@ -506,10 +513,15 @@ class ComponentCell(Cell):
                 self._direct_deferred, self._direct_hurry = deferred, self._control.abort
             self._direct_exit = exit
             wake = bool(deferred or exit is not None or rest or self._exit_requested)
-        except BaseException as exc:
+        except BaseException as exc:  # a host bug ends this incarnation, not the loop
             log.exception("%s: accounting for a direct call failed", self.address)
-            self._direct_exit = Exit(ExitKind.CRASHED, f"host-fault: {type(exc).__name__}")
+            detail = f"host-fault: {type(exc).__name__}"
+            self._direct_exit = Exit(ExitKind.CRASHED, detail)
             wake = True
+            request = job.args[1][0]
+            with contextlib.suppress(Exception):  # the asker learns of it, or its timeout does
+                self.env.dead_letter(request, DeadLetterReason.CRASHED_HANDLER, detail)
+                self.reply(request, RequestError(RequestFailure.CRASHED, "host-fault", detail))
         finally:
             self._direct = None
             if direct is not None:

@@ -318,7 +318,8 @@ async def _flush(nc: Client) -> None:
     wait until the flusher has written the buffer, then ping."""
     flush_pending = getattr(nc, "_flush_pending", None)
     if flush_pending is not None:
-        await flush_pending(force_flush=True)
+        # nats-py's own wait here has no bound by default: a stalled socket must not hang us.
+        await asyncio.wait_for(flush_pending(force_flush=True), 5)
     await nc.flush(timeout=5)
 
 

@@ -69,6 +69,19 @@ log = logging.getLogger("wasmactors.cluster")
 
 #: The address prefix of a host ask's reply endpoint.
 _ASK = "$ask/"
+
+
+def _is_token(name: str) -> bool:
+    try:
+        address_token(name)
+    except ValueError:
+        return False
+    return "/" not in name
+
+
+#: Frames waiting for room in all of a node's backlogs, at most, in multiples
+#: of ``max_in_flight`` (each backlog alone holds at most ``max_in_flight``).
+_BACKLOGS = 4
 #: Frames whose sender is being looked up in the bucket at once, at most.
 _MAX_VERIFYING = 256
 
@@ -90,7 +103,7 @@ class ClusterSink(Protocol):
 
 
 class _InFlight:
-    __slots__ = ("deadline", "detail", "envelope", "failure", "node", "patience", "waiter")
+    __slots__ = ("deadline", "detail", "envelope", "failure", "limit", "node", "patience", "waiter")
 
     def __init__(
         self, envelope: Envelope, node: str, deadline: float, patience: float, waiter: anyio.Event | None
@@ -100,6 +113,8 @@ class _InFlight:
         #: Settled as lost past this time, if its node has also been silent for ``patience``.
         self.deadline = deadline
         self.patience = patience
+        #: Settled as lost past this time, whatever its node does.
+        self.limit = math.inf
         self.waiter = waiter
         self.failure: DeliveryFailure | None = None
         self.detail = ""
@@ -111,6 +126,8 @@ class _Waiting(NamedTuple):
     endpoint: Endpoint
     envelope: Envelope
     wait: float
+    #: The event loop's time past which it is refused however long it waited at the head.
+    expires: float
     reply: str
 
 
@@ -154,6 +171,8 @@ class ClusterTransport(DurablePaths):
         self._heard: dict[str, float] = {}
         #: Frames from the wire waiting for their recipient's mailbox room, in order.
         self._backlogs: dict[str, collections.deque[_Waiting]] = {}
+        #: Frames in all backlogs (answers aside), bounded node-wide.
+        self._waiting = 0
         #: Senders being looked up in the bucket now (see ``_on_frame``).
         self._verifying = 0
         self._tg: TaskGroup | None = None
@@ -201,6 +220,7 @@ class ClusterTransport(DurablePaths):
         for backlog in self._backlogs.values():
             while backlog:
                 self._ack(backlog.popleft().reply, Ack(DeliveryFailure.STOPPED, "the node left the cluster"))
+        self._waiting = 0
         with anyio.CancelScope(shield=True):
             try:
                 with contextlib.suppress(Exception):  # a broken connection: the consumers end with it
@@ -314,7 +334,12 @@ class ClusterTransport(DurablePaths):
         """The subject and the owning node (``""``: not known) for a remote address."""
         if recipient.startswith(_ASK):
             node = self._ask_node(recipient)
-            return None if node is None else (self._node_prefix + address_token(node), node)
+            if node is None:
+                return None
+            try:
+                return self._node_prefix + address_token(node), node
+            except ValueError:  # not a node name (from the wire): nowhere to send it
+                return None
         try:
             subject = self._act + address_token(recipient)
         except ValueError:
@@ -342,7 +367,11 @@ class ClusterTransport(DurablePaths):
             return DeliveryFailure.PAYLOAD_TOO_LARGE
         seq = next(self._seq)
         patience = wait + self.cluster.ack_timeout
-        entry = _InFlight(envelope, node, time.monotonic() + patience, patience, waiter)
+        now = time.monotonic()
+        entry = _InFlight(envelope, node, now + patience, patience, waiter)
+        # However alive its node looks, no entry outlives the longest any
+        # receiver holds a frame (its backlog's bound) plus the ack's way back.
+        entry.limit = now + self.cluster.max_wait + self.cluster.ack_timeout
         self._pending[seq] = entry
         self._load[node] += 1
         self.counts["sent"] += 1
@@ -359,6 +388,7 @@ class ClusterTransport(DurablePaths):
         self._load[node] -= 1
         if not self._load[node]:
             del self._load[node]
+            self._heard.pop(node, None)  # nothing in flight there: nothing to keep alive
         room = self._room.pop(node, None)
         if room is not None:
             room.set()
@@ -392,7 +422,8 @@ class ClusterTransport(DurablePaths):
             overdue = [
                 seq
                 for seq, entry in self._pending.items()
-                if entry.deadline <= now and heard.get(entry.node, -math.inf) + entry.patience <= now
+                if entry.limit <= now
+                or (entry.deadline <= now and heard.get(entry.node, -math.inf) + entry.patience <= now)
             ]
             for seq in overdue:
                 lost = "no delivery ack: the node is unreachable"
@@ -424,8 +455,8 @@ class ClusterTransport(DurablePaths):
             seq = int(incoming.subject[len(self._acks) :])
         except ValueError:
             return
-        if incoming.status == "503":
-            self._settle(seq, DeliveryFailure.UNKNOWN_RECIPIENT, "no node serves that address")
+        if incoming.status == "503":  # the server's answer: says nothing of the node being alive
+            self._settle(seq, DeliveryFailure.UNKNOWN_RECIPIENT, "no node serves that address", heard=False)
             return
         try:
             ack = decode_ack(incoming.data)
@@ -507,16 +538,26 @@ class ClusterTransport(DurablePaths):
             return
         recipient = envelope.recipient
         backlog = self._backlogs.get(recipient)
+        answer = isinstance(envelope, Reply | Callback)
+        if backlog and answer:
+            # An answer never waits for room (as in process), but it stays behind
+            # what its sender sent before it; answers are bounded by the requests made.
+            backlog.append(_Waiting(endpoint, envelope, 0.0, math.inf, incoming.reply))
+            return
         # Behind a backlog a frame waits its turn: delivery stays in arrival order.
         failure = DeliveryFailure.MAILBOX_FULL if backlog else endpoint.deliver_nowait(envelope)
         # The wait is the sender's word: bounded here (and NaN or negative is none).
         wait = min(frame.wait, self.cluster.max_wait) if frame.wait > 0 else 0.0
         if failure is DeliveryFailure.MAILBOX_FULL and wait > 0 and self._tg is not None:
-            if backlog is None:
-                backlog = self._backlogs[recipient] = collections.deque()
-                self._tg.start_soon(self._drain_backlog, recipient, backlog)
-            if len(backlog) < self.cluster.max_in_flight:
-                backlog.append(_Waiting(endpoint, envelope, wait, incoming.reply))
+            limit = self.cluster.max_in_flight
+            if (backlog is None or len(backlog) < limit) and self._waiting < _BACKLOGS * limit:
+                if backlog is None:
+                    backlog = self._backlogs[recipient] = collections.deque()
+                    self._tg.start_soon(self._drain_backlog, recipient, backlog)
+                # Its wait starts at the head, but it is never held past max_wait.
+                expires = anyio.current_time() + self.cluster.max_wait  # the backend's clock
+                backlog.append(_Waiting(endpoint, envelope, wait, expires, incoming.reply))
+                self._waiting += 1
                 return
             self.counts["backlog-full"] += 1
         self._ack(incoming.reply, Ack(failure))
@@ -528,10 +569,16 @@ class ClusterTransport(DurablePaths):
             while backlog:
                 head = backlog[0]
                 failure: DeliveryFailure | None = DeliveryFailure.MAILBOX_FULL
-                with anyio.move_on_after(head.wait):
-                    failure = await head.endpoint.deliver(head.envelope)
+                if isinstance(head.envelope, Reply | Callback):
+                    failure = head.endpoint.deliver_nowait(head.envelope)
+                else:
+                    now = anyio.current_time()
+                    with anyio.move_on_at(min(now + head.wait, head.expires)):
+                        failure = await head.endpoint.deliver(head.envelope)
                 if backlog and backlog[0] is head:
                     backlog.popleft()
+                    if head.expires != math.inf:
+                        self._waiting -= 1
                     self._ack(head.reply, Ack(failure))
         finally:
             if self._backlogs.get(recipient) is backlog:
@@ -561,7 +608,7 @@ class ClusterTransport(DurablePaths):
             return None
         if sender.startswith(_ASK):
             parts = sender.split("/")
-            if len(parts) == 3 and parts[1] == origin and parts[2].isdigit():
+            if len(parts) == 3 and parts[1] == origin and parts[2].isdigit() and _is_token(origin):
                 return None
             return f"forged sender {sender!r}: not an ask of node {origin!r}"
         owner = self.leases.owner(sender)

@@ -13,7 +13,7 @@ import pytest
 from tests.nats_server import node, raw_client
 from tests.test_cluster import Calc
 from wasmactors.actors import DeadLetter, DeadLetterReason
-from wasmactors.messaging import Callback, Reply, RequestError, RequestFailure, Tell
+from wasmactors.messaging import Callback, Reply, Request, RequestError, RequestFailure, Tell
 from wasmactors.messaging._wire import Frame, address_token, encode_frame, token_address
 
 TIMEOUT = RequestFailure.TIMEOUT
@@ -49,6 +49,16 @@ def forged(prefix: str) -> list[tuple[str, bytes, str]]:
         (act, encode_frame(Frame("m", 0, Tell(recipient="calc", sender="ghost"))), "forged sender"),
         (act, encode_frame(Frame("m", 0, Tell(recipient="calc", sender="calc"))), "forged sender"),
         (act, encode_frame(Frame("m", 0, Tell(recipient="calc", sender="$ask/a/1"))), "forged sender"),
+        # An origin that is no node name: the reply would have nowhere to go.
+        (
+            act,
+            encode_frame(
+                Frame(
+                    "x y", 0, Request(recipient="calc", sender="$ask/x y/1", correlation_id=1, payload=b"get")
+                )
+            ),
+            "forged sender",
+        ),
         (
             act,
             encode_frame(
