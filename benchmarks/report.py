@@ -237,8 +237,10 @@ def _cluster_bars(r: dict[str, Any]) -> list[Bar]:
     raw = rows["nats-py, caller's own asyncio loop"]
     out = []
     why = (
-        "Both nodes share this process, its GIL and its event loop, and each hop crosses two bridge "
-        "threads; an ask is a request frame, a delivery ack and a reply frame (docs/cluster.md)."
+        "Both nodes share this process, its GIL and its event loop (on trio each message also "
+        "crosses the NATS bridge thread twice); an ask is a request frame, a delivery ack and a "
+        "reply frame, each decoded and checked in Python, and a tell waits for its delivery ack "
+        "(one ack per frame: batched acks are the next step) (docs/cluster.md)."
     )
     for backend in ("asyncio", "trio"):
         ours = rows[f"wasmactors cross-node, {backend}"]
