@@ -33,6 +33,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
+from ._leases import watch_entries
 from ._wire import address_token, token_address
 
 if TYPE_CHECKING:
@@ -249,20 +250,16 @@ class Durable:
     async def _watching(self) -> None:
         assert self._kv is not None
         watcher = await self._kv.watchall()
+
+        def apply(entry: KeyValue.Entry) -> None:
+            address = token_address(entry.key)
+            if entry.operation in ("DEL", "PURGE") or entry.value is None:
+                self._declared.discard(address)
+            else:
+                self._declared.add(address)
+
         try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
-                except TimeoutError:
-                    continue
-                if entry is None:  # the initial values are all in
-                    self._synced.set()
-                    continue
-                address = token_address(entry.key)
-                if entry.operation in ("DEL", "PURGE") or entry.value is None:
-                    self._declared.discard(address)
-                else:
-                    self._declared.add(address)
+            await watch_entries(watcher, self._synced, apply)
         finally:
             with contextlib.suppress(Exception):  # the connection may be gone
                 await watcher.stop()  # type: ignore[no-untyped-call]

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from ._bridge import NatsBridge
 
-__all__ = ["Leases", "NodeInfo"]
+__all__ = ["Leases", "NodeInfo", "watch_entries"]
 
 log = logging.getLogger("wasmactors.cluster")
 
@@ -69,6 +69,22 @@ class NodeInfo(msgspec.Struct, frozen=True):
 
 
 _node_info = msgspec.msgpack.Decoder(NodeInfo)
+
+
+async def watch_entries(
+    watcher: KeyValue.KeyWatcher, synced: asyncio.Event, apply: Callable[[KeyValue.Entry], None]
+) -> None:
+    """Hand every update of a KV watch to ``apply``, forever; set ``synced``
+    once the bucket's initial values are all in."""
+    while True:
+        try:
+            entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
+        except TimeoutError:
+            continue
+        if entry is None:  # the initial values are all in
+            synced.set()
+            continue
+        apply(entry)
 
 
 class Leases:
@@ -306,20 +322,15 @@ class Leases:
     async def _watching(self) -> None:
         assert self._kv is not None
         self._watcher = watcher = await self._kv.watchall()
-        while True:
-            try:
-                entry = await watcher.updates(timeout=3600)  # type: ignore[no-untyped-call]
-            except TimeoutError:
-                continue
-            if entry is None:  # the initial values are all in
-                self._synced.set()
-                continue
-            if entry.operation in ("DEL", "PURGE") or entry.value is None:
-                self._seen.pop(entry.key, None)
-            else:
-                self._seen[entry.key] = (entry.value, time.monotonic())
-            if self._changed is not None:
-                self._changed()
+        await watch_entries(watcher, self._synced, self._apply)
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        if entry.operation in ("DEL", "PURGE") or entry.value is None:
+            self._seen.pop(entry.key, None)
+        else:
+            self._seen[entry.key] = (entry.value, time.monotonic())
+        if self._changed is not None:
+            self._changed()
 
     async def _renewing(self) -> None:
         from nats.js.errors import KeyWrongLastSequenceError
