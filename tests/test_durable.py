@@ -5,6 +5,7 @@ real nats-server, the kitchen guest."""
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import PY
 from tests.nats_server import raw_client
+from wasmactors._clustercli import cluster_status
 from wasmactors.actors import ActorSystem, DeadLetter, DeadLetterReason, DurableError, Topology
 from wasmactors.actors._durable import DurableCell, DurableJournal
 from wasmactors.messaging import Cluster, Reply, Request, Tell
@@ -231,6 +233,12 @@ async def test_a_durable_pipeline_over_two_nodes_handles_each_message_once(
         assert sorted(payload for _, payload in got) == sorted(f"hop m{i}".encode() for i in range(n))
         assert all(mid.startswith("last|") for mid, _ in got)
         cells = [a.registry.lookup("first"), b.registry.lookup("last")]
+        status = io.StringIO()
+        await cluster_status(nats_server.url, prefix, status)
+        shown = status.getvalue()
+        assert f"durable stream {prefix}-durable: " in shown
+        assert "  first  lag 0  delivered, not acked 0" in shown
+        assert "  last  lag 0  delivered, not acked 0" in shown
         for system, cell in zip((a, b), cells, strict=True):
             assert isinstance(cell, DurableCell)
             assert cell.durable_counts == {"processed": n, "skipped": 0, "failed": 0}

@@ -19,6 +19,7 @@ from .actors import ActorSystem, SystemFailedError, Topology
 from .messaging import Cluster, ClusterError
 from .messaging._bridge import NatsBridge
 from .messaging._leases import Leases, NodeInfo
+from .messaging._wire import token_address
 from .runtime import Engine, MemoryStorage
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ async def cluster_status(url: str, prefix: str, out: TextIO) -> None:
         nodes = leases.nodes()
         actors = leases.actors()
         await leases.close(release=False)
+        lag = await bridge.call(_durable_lag(bridge, prefix))
     finally:
         await bridge.aclose()
     print(f"cluster {prefix!r} at {url}: {len(nodes)} nodes, {len(actors)} actors", file=out)
@@ -161,6 +163,52 @@ async def cluster_status(url: str, prefix: str, out: TextIO) -> None:
         print("actors whose node is gone (their leases lapse soon):", file=out)
         for address in orphans:
             print(f"  {address}  (node {actors[address]})", file=out)
+    if lag is not None:
+        stored, consumers = lag
+        print(f"durable stream {prefix}-durable: {stored:,} messages stored", file=out)
+        for address, counts in sorted(consumers.items()):
+            if counts is None:
+                print(f"  {address}  no consumer yet (its node has not started it)", file=out)
+            else:
+                waiting, unacked, redelivered = counts
+                print(
+                    f"  {address}  lag {waiting:,}  delivered, not acked {unacked:,}  "
+                    f"redelivered {redelivered:,}",
+                    file=out,
+                )
+
+
+async def _durable_lag(
+    bridge: NatsBridge, prefix: str
+) -> tuple[int, dict[str, tuple[int, int, int] | None]] | None:
+    """On the NATS loop: the durable stream's size and, for each declared durable
+    actor, its consumer's lag (messages not yet delivered), messages delivered
+    and not acked, and redeliveries; ``None`` without durable mode."""
+    from nats.js.errors import NoKeysError, NotFoundError
+
+    from .messaging._durable import consumer_name
+
+    js = bridge.client.jetstream()
+    stream = f"{prefix}-durable"
+    try:
+        info = await js.stream_info(stream)
+        kv = await js.key_value(f"{prefix}-durables")
+    except NotFoundError:
+        return None
+    try:
+        keys = await kv.keys()
+    except NoKeysError:  # none declared yet
+        keys = []
+    consumers: dict[str, tuple[int, int, int] | None] = {}
+    for key in keys:
+        address = token_address(key)
+        try:
+            c = await js.consumer_info(stream, consumer_name(address))
+        except NotFoundError:
+            consumers[address] = None
+            continue
+        consumers[address] = (c.num_pending or 0, c.num_ack_pending or 0, c.num_redelivered or 0)
+    return info.state.messages, consumers
 
 
 def _describe(info: NodeInfo | None, now: float) -> str:
