@@ -13,6 +13,7 @@ from ._errors import (
     SystemFailedError,
     UnknownActorError,
 )
+from ._monitor import Monitor
 from ._native import NativeActor, NativeContext, NativeSource, Reject
 from ._observe import ActorStats, DeadLetter, DeadLetterReason, Event, EventKind
 from ._ref import ActorRef, TypedRef
@@ -48,6 +49,7 @@ __all__ = [
     "EventKind",
     "InitialMessage",
     "MailboxFullError",
+    "Monitor",
     "NativeActor",
     "NativeContext",
     "NativeSource",

@@ -36,6 +36,7 @@ from ._cluster import ActorSink
 from ._deadlines import Deadlines
 from ._env import CellEnv
 from ._errors import ActorStoppedError, SystemFailedError, UnknownActorError
+from ._monitor import Monitor
 from ._observe import ActorStats, Broadcast, DeadLetter, DeadLetterReason, Event, EventKind
 from ._ref import ActorRef
 from ._supervisor import Backoff, Strategy, Supervisor
@@ -115,10 +116,12 @@ class ActorSystem:
         self.registry = Registry()
         #: This node's cluster transport, when the system joins a cluster.
         self.cluster: ClusterTransport | None = None
+        self._monitors: dict[str, list[Monitor]] = {}
         if cluster is not None:
             self.cluster = transport = ClusterTransport(
                 cluster, self.registry, ActorSink(self.registry, self._dead_letter)
             )
+            transport.names_changed = self._check_monitors
         self.transport: Transport = transport or InProcessTransport(self.registry)
         #: Refs deliver straight to the registry's endpoints (no custom transport).
         self._direct = transport is None
@@ -262,11 +265,38 @@ class ActorSystem:
 
     def _stopped(self, address: str, stats: ActorStats) -> None:
         self._cells.pop(address, None)
+        for monitor in self._monitors.pop(address, ()):
+            monitor._fire("stopped")
         self._release_name(address)
         self.stopped_stats[address] = stats
         self.stopped_stats.move_to_end(address)
         if len(self.stopped_stats) > KEEP_STOPPED:
             self.stopped_stats.popitem(last=False)
+
+    def monitor(self, address: str) -> Monitor:
+        """Watch ``address``: the monitor is down once no live actor has the name,
+        here or on any node of the cluster (stopped for good, released at its
+        node's stop, its node's lease lapsed, or no such actor: ``noproc``)."""
+        monitor = Monitor(address)
+        local = address in self._cells
+        remote = not local and self.cluster is not None and self.cluster.leases.owner(address) is not None
+        if not (local or remote):
+            monitor._fire("noproc")
+            return monitor
+        self._monitors.setdefault(address, []).append(monitor)
+        return monitor
+
+    def _check_monitors(self) -> None:
+        """After a change in the cluster's names (and once a second): remote names
+        that no live lease holds any more."""
+        cluster = self.cluster
+        if cluster is None:
+            return
+        for address in [a for a in self._monitors if a not in self._cells]:
+            owner = cluster.leases.owner(address)
+            if owner is None:
+                for monitor in self._monitors.pop(address):
+                    monitor._fire("its node released it or its lease lapsed")
 
     async def load(
         self, source: Manifest | Component | str | os.PathLike[str]

@@ -56,6 +56,8 @@ from ._transport import DeliveryFailure, Registry
 from ._wire import Ack, Frame, WireError, address_token, decode_ack, decode_frame, encode_ack, encode_frame
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio.abc import TaskGroup
 
     from ._bridge import Incoming
@@ -177,6 +179,9 @@ class ClusterTransport(DurablePaths):
         self._verifying = 0
         self._tg: TaskGroup | None = None
         self._started = False
+        #: Called on the caller's loop after the bucket's names changed, and
+        #: periodically (a lapsed lease changes nothing in the bucket).
+        self.names_changed: Callable[[], None] | None = None
         #: Counters for ``statistics()``.
         self.counts: Counter[str] = Counter()
 
@@ -261,6 +266,8 @@ class ClusterTransport(DurablePaths):
     def _owners_changed(self) -> None:
         if self._owners is not None:
             self._owners.set()
+        if self.names_changed is not None:
+            self.names_changed()
 
     async def wait_owned(self, addresses: list[str]) -> None:
         """Wait until every address has an owner somewhere in the cluster."""
@@ -417,6 +424,8 @@ class ClusterTransport(DurablePaths):
         period = min(self.cluster.ack_timeout / 4, 1.0)
         while True:
             await anyio.sleep(period)
+            if self.names_changed is not None:  # leases lapse without a change in the bucket
+                self.names_changed()
             now = time.monotonic()
             heard = self._heard
             overdue = [

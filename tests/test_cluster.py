@@ -117,7 +117,12 @@ async def test_stopped_actor_frees_its_name(nats_server: NatsServer, engine: Eng
             await a.spawn_native("worker", Recorder)
             with pytest.raises(NameTakenError):
                 await b.spawn_native("worker", Recorder)
+            assert b.cluster is not None
+            await b.cluster.wait_owned(["worker"])
+            watch = b.monitor("worker")  # a monitor across nodes
+            assert not watch.down
             await a.stop("worker")
+            assert await watch.wait() == "its node released it or its lease lapsed"
             while True:  # the release is a KV delete the watch shows b
                 try:
                     await b.spawn_native("worker", Recorder)
@@ -327,10 +332,14 @@ async def test_names_of_a_paused_node_are_freed_when_its_lease_lapses(
         await _ready(process)
         async with node(nats_server, engine, prefix, "a", lease=1.0) as a:
             with anyio.fail_after(30):
+                watch = a.monitor("held")
+                assert not watch.down
                 process.send_signal(signal.SIGSTOP)
                 try:
                     with pytest.raises(NameTakenError):
                         await a.spawn_native("held", Calc)
+                    # Down once the lease lapses (the node is silent, its connection open).
+                    assert await watch.wait() == "its node released it or its lease lapsed"
                     # The lease lapses on the server's clock: there is no event to wait for.
                     while True:
                         try:
@@ -340,9 +349,9 @@ async def test_names_of_a_paused_node_are_freed_when_its_lease_lapses(
                             await anyio.sleep(0.1)
                 finally:
                     process.send_signal(signal.SIGCONT)
+                    process.kill()  # also when the test fails: the process must not outlive it
                 assert a.cluster is not None
                 assert a.cluster.leases.owner("held") == "a"
-                process.kill()
 
 
 @pytest.mark.stress
@@ -372,3 +381,21 @@ async def test_name_races_have_one_winner_every_time(
                 for system in (a, b):
                     assert system.cluster is not None
                     assert await system.cluster.leases.lookup(name) == winners[name]
+
+
+async def test_monitors_of_local_actors(engine: Engine) -> None:
+    """A monitor is down when the actor stops for good (not at a restart), and at once
+    for a name no actor has (noproc)."""
+    from wasmactors.runtime import MemoryStorage
+
+    async with ActorSystem(engine=engine, storage=MemoryStorage(), shutdown_timeout=0.5) as system:
+        assert system.monitor("nobody").reason == "noproc"
+        ref = await system.spawn_native("calc", Calc)
+        watch = system.monitor("calc")
+        with pytest.raises(ActorCrashedError):
+            await ref.ask(b"boom", timeout=5)  # crashed and restarted: still up
+        assert await ref.ask(b"get", timeout=5) == b"0"
+        assert not watch.down
+        await system.stop(ref)
+        with anyio.fail_after(5):
+            assert await watch.wait() == "stopped"

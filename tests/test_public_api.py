@@ -51,7 +51,8 @@ def test_messaging_and_actors_public_names() -> None:
         "ActorSystem", "AskTimeoutError", "BRUTAL_KILL", "Backoff", "DeadLetter", "DeadLetterReason",
         "DurableError", "Event",
         "EventKind", "InitialMessage",
-        "MailboxFullError", "NativeActor", "NativeContext", "NativeSource", "ONE_FOR_ALL", "ONE_FOR_ONE",
+        "MailboxFullError", "Monitor", "NativeActor", "NativeContext", "NativeSource",
+        "ONE_FOR_ALL", "ONE_FOR_ONE",
         "PERMANENT", "REST_FOR_ONE", "Reject", "RestartType", "Strategy", "Supervisor", "SystemFailedError",
         "TEMPORARY", "TRANSIENT", "Topology", "TopologyError", "TypedRef", "UnknownActorError",
     ]  # fmt: skip
