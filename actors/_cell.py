@@ -105,6 +105,10 @@ class Exit(NamedTuple):
         return self.kind is not ExitKind.NORMAL
 
 
+#: A turn's sends and answers that wait behind a send to a full mailbox, in
+#: order: (the handled message, a send or ``None``, an answer or ``None``).
+_Deferred = list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]]
+
 #: Answers to this actor's own requests: accepted past capacity and while stopping.
 _ANSWERS = (Reply, Callback)
 
@@ -143,7 +147,7 @@ class Cell:
         #: Set when a call started by ``handle_now`` has been accounted for.
         self._direct: anyio.Event | None = None
         #: What such a call left for the loop: sends that wait for room, its exit.
-        self._direct_deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+        self._direct_deferred: _Deferred = []
         self._direct_hurry = False
         self._direct_exit: Exit | None = None
 
@@ -184,7 +188,7 @@ class Cell:
         mailbox = self.mailbox
         try:
             while True:
-                if self._direct is not None or self._direct_deferred or self._direct_exit is not None:
+                if self._direct_pending:
                     exit = await self._after_direct()
                     if exit is not None:
                         return exit
@@ -199,7 +203,7 @@ class Cell:
                 self._parked = True
                 batch = await mailbox.take(self.env.turn_size)
                 self._parked = False
-                if self._direct is not None or self._direct_deferred or self._direct_exit is not None:
+                if self._direct_pending:
                     mailbox.push_front(batch)  # after what the direct call left
                     continue
                 if not batch:
@@ -211,36 +215,36 @@ class Cell:
                     return exit
         finally:
             self._parked = False
-            if self._direct is not None or self._direct_deferred or self._direct_exit is not None:
+            if self._direct_pending:
                 # Never leave while a worker runs this incarnation's instance, nor
                 # with what its call left undelivered (cancelled while parked).
-                with anyio.CancelScope(shield=True):
-                    if self._direct is not None:
-                        await self._direct.wait()
-                    deferred, self._direct_deferred = self._direct_deferred, []
-                    if deferred:
-                        await self._deliver_deferred(deferred, True)
-                self._direct_exit = None  # this incarnation ends anyway; its crash is accounted for
+                # This incarnation ends anyway: the exit the call left is dropped
+                # (its crash is accounted for), and what waits for room hurries.
+                await self._after_direct(ending=True)
             # Between incarnations the actor is not idle: its supervisor has a
             # decision to make (restart or close), and messages may be queued.
             if self._idle.is_set():
                 self._idle = anyio.Event()
 
-    async def _after_direct(self) -> Exit | None:
+    @property
+    def _direct_pending(self) -> bool:
+        """A call started by ``handle_now`` runs, or left work for the loop."""
+        return self._direct is not None or bool(self._direct_deferred) or self._direct_exit is not None
+
+    async def _after_direct(self, *, ending: bool = False) -> Exit | None:
         """What a call started by ``handle_now`` left: wait for it to be
-        accounted for, deliver its sends that wait for room, end at its exit."""
+        accounted for, deliver its sends that wait for room (shielded, in a
+        hurry when the incarnation is ``ending``), end at its exit."""
         if self._direct is not None:
             with anyio.CancelScope(shield=True):
                 await self._direct.wait()
         deferred, self._direct_deferred = self._direct_deferred, []
         if deferred:
-            await self._deliver_deferred(deferred, self._direct_hurry)
+            await self._deliver_deferred(deferred, ending or self._direct_hurry)
         exit, self._direct_exit = self._direct_exit, None
         return exit
 
-    async def _deliver_deferred(
-        self, deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]], hurry: bool
-    ) -> None:
+    async def _deliver_deferred(self, deferred: _Deferred, hurry: bool) -> None:
         raise NotImplementedError
 
     def request_stop(self, *, drain: bool) -> None:
@@ -440,7 +444,7 @@ class ComponentCell(Cell):
             self._unclaim(runnable)
             self.mailbox.push_front(runnable)
             raise
-        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+        deferred: _Deferred = []
         exit = self._account(done, rest, deferred)
         if deferred:
             await self._deliver_deferred(deferred, control.abort)
@@ -450,7 +454,7 @@ class ComponentCell(Cell):
         self,
         done: list[tuple[Envelope, CallResult | InvalidMessageError]],
         rest: list[Envelope],
-        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]],
+        deferred: _Deferred,
     ) -> Exit | None:
         """The turn ran: account for every result even if a stop is cancelling
         us. Synchronously, with no await per message: a send to a mailbox
@@ -466,9 +470,7 @@ class ComponentCell(Cell):
             exit = self._settle(envelope, result, hurry, deferred) or exit
         return exit
 
-    async def _deliver_deferred(
-        self, deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]], hurry: bool
-    ) -> None:
+    async def _deliver_deferred(self, deferred: _Deferred, hurry: bool) -> None:
         with anyio.CancelScope(shield=True):
             for envelope, outgoing, answer in deferred:
                 if outgoing is not None:
@@ -484,9 +486,7 @@ class ComponentCell(Cell):
         reply reaches the asker from there). ``False``: not idle; queue it."""
         if not (
             self._parked
-            and self._direct is None
-            and not self._direct_deferred
-            and self._direct_exit is None
+            and not self._direct_pending
             and not len(self.mailbox)
             and not (self._stopping or self._halting or self._exit_requested or self.closed)
             and self.instance is not None
@@ -498,16 +498,14 @@ class ComponentCell(Cell):
             self._idle = anyio.Event()
         return True
 
-    def _direct_done(
-        self, job: Job[tuple[list[tuple[Envelope, CallResult | InvalidMessageError]], list[Envelope]]]
-    ) -> None:
+    def _direct_done(self, job: Job[_TurnResult]) -> None:
         """On the event loop, once the worker ran a ``handle_now`` call. Never
         raises (on trio a callback's error would end the run)."""
         direct = self._direct
         wake = False
         try:
             done, rest = job.outcome()
-            deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]] = []
+            deferred: _Deferred = []
             exit = self._account(done, rest, deferred)
             if deferred:
                 self._direct_deferred, self._direct_hurry = deferred, self._control.abort
@@ -536,7 +534,7 @@ class ComponentCell(Cell):
         envelope: Envelope,
         result: CallResult | InvalidMessageError,
         hurry: bool,
-        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]],
+        deferred: _Deferred,
     ) -> Exit | None:
         """Account for one handled message: stats, what it sent, its answer."""
         if isinstance(result, InvalidMessageError):
@@ -572,7 +570,7 @@ class ComponentCell(Cell):
         self,
         envelope: Envelope,
         answer: bytes | RequestError,
-        deferred: list[tuple[Envelope, Outgoing | None, bytes | RequestError | None]],
+        deferred: _Deferred,
     ) -> None:
         if deferred:
             deferred.append((envelope, None, answer))

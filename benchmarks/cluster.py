@@ -38,7 +38,7 @@ from wasmactors.runtime import MemoryStorage
 from ._util import percentile
 
 if TYPE_CHECKING:
-    from wasmactors.actors import NativeContext
+    from wasmactors.actors import ActorRef, NativeContext
     from wasmactors.messaging import Envelope
     from wasmactors.runtime import Engine
 
@@ -158,20 +158,25 @@ async def _actors(url: str, engine: Engine, prefix: str, asks: int, tells: int) 
             t = time.perf_counter()
             await echo.ask(b"x" * 16, timeout=5)
             samples.append((time.perf_counter() - t) * 1e6)
-        count = a.ref("count")
-
-        async def teller(n: int) -> None:
-            for _ in range(n):
-                await count.tell(b"x" * 16)
-
         start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for i in range(TELLERS):
-                tg.start_soon(teller, tells // TELLERS + (1 if i < tells % TELLERS else 0))
+        await _tell_spread(a.ref("count"), b"x" * 16, tells)
         with anyio.fail_after(60):
             await counter.done.wait()
         rate = tells / (time.perf_counter() - start)
         return {"ask_us": _p(samples), "tells_per_s": rate}
+
+
+async def _tell_spread(ref: ActorRef, payload: bytes, tells: int) -> None:
+    """``tells`` tells of ``payload``, spread over ``TELLERS`` tasks that each
+    await their delivery."""
+
+    async def teller(n: int) -> None:
+        for _ in range(n):
+            await ref.tell(payload)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(TELLERS):
+            tg.start_soon(teller, tells // TELLERS + (1 if i < tells % TELLERS else 0))
 
 
 async def _durable(url: str, engine: Engine, prefix: str, tells: int, store: Path) -> dict[str, Any]:
@@ -189,16 +194,8 @@ async def _durable(url: str, engine: Engine, prefix: str, tells: int, store: Pat
         counter = _Count(tells)
         await a.spawn_native("count", counter, mailbox_size=4096)
         await b.spawn("stage", kitchen, limits=PY, durable=True, mailbox_size=256)
-        stage = a.ref("stage")
-
-        async def teller(n: int) -> None:
-            for _ in range(n):
-                await stage.tell(b"send count x")
-
         start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for i in range(TELLERS):
-                tg.start_soon(teller, tells // TELLERS + (1 if i < tells % TELLERS else 0))
+        await _tell_spread(a.ref("stage"), b"send count x", tells)
         with anyio.fail_after(300):
             await counter.done.wait()
         return {"tells_per_s": tells / (time.perf_counter() - start)}

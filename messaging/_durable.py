@@ -33,7 +33,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
-from ._leases import watch_entries
+from ._leases import cancel_until_done, watch_entries
 from ._wire import address_token, token_address
 
 if TYPE_CHECKING:
@@ -239,13 +239,7 @@ class Durable:
     async def _close(self) -> None:
         tasks = {*self._consumers.values(), *([self._watch] if self._watch is not None else [])}
         self._consumers.clear()
-        # As in Leases: nats-py's waits can swallow a cancellation; cancel until done.
-        for _attempt in range(10):
-            if not tasks:
-                break
-            for task in tasks:
-                task.cancel()
-            _, tasks = await asyncio.wait(tasks, timeout=0.2)
+        await cancel_until_done(tasks)
 
     async def _watching(self) -> None:
         assert self._kv is not None

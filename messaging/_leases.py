@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from ._bridge import NatsBridge
 
-__all__ = ["Leases", "NodeInfo", "watch_entries"]
+__all__ = ["Leases", "NodeInfo", "cancel_until_done", "watch_entries"]
 
 log = logging.getLogger("wasmactors.cluster")
 
@@ -85,6 +85,18 @@ async def watch_entries(
             synced.set()
             continue
         apply(entry)
+
+
+async def cancel_until_done(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel NATS-loop tasks and wait for them. Python 3.11's asyncio.wait_for
+    (inside nats-py's watchers and fetches) can swallow a cancellation that
+    races with an update: cancel again until they are done (10 tries)."""
+    for _attempt in range(10):
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        _, tasks = await asyncio.wait(tasks, timeout=0.2)
 
 
 class Leases:
@@ -163,15 +175,7 @@ class Leases:
         await self._bridge.call(self._close(release))
 
     async def _close(self, release: bool) -> None:
-        tasks = {t for t in (self._renew, self._watch) if t is not None}
-        # Python 3.11's asyncio.wait_for (inside nats-py's watcher) can swallow
-        # a cancellation that races with an update: cancel until they are done.
-        for _attempt in range(10):
-            if not tasks:
-                break
-            for task in tasks:
-                task.cancel()
-            _, tasks = await asyncio.wait(tasks, timeout=0.2)
+        await cancel_until_done({t for t in (self._renew, self._watch) if t is not None})
         if self._watcher is not None:
             with contextlib.suppress(Exception):  # the connection may be gone
                 await self._watcher.stop()  # type: ignore[no-untyped-call]
