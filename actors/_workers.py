@@ -153,10 +153,11 @@ class Workers:
                 job.error = exc
             job.notify()
 
-    def submit(self, fn: Callable[..., T], args: tuple[Any, ...], done: Callable[[Job[T]], object]) -> None:
+    def submit(self, fn: Callable[..., T], args: tuple[Any, ...], done: Callable[[Job[T]], object]) -> Job[T]:
         """Run ``fn(*args)`` on a worker thread and then ``done(job)`` on the
-        event loop (``job.outcome()`` is the result). It cannot be withdrawn,
-        and ``done`` must not raise: on trio it would end the run."""
+        event loop (``job.outcome()`` is the result); ``job.cancel()``
+        withdraws it while no thread has taken it. ``done`` must not raise:
+        on trio it would end the run."""
         if not self._threads:
             raise RuntimeError("the worker threads are not running")
         job = Job(fn, args)
@@ -184,36 +185,28 @@ class Workers:
 
             job.notify = notify_trio
         self._queue.put(job)
+        return job
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on a worker thread and return its result."""
-        if not self._threads:
-            raise RuntimeError("the worker threads are not running")
         if self._asyncio:
-            return await self._run_asyncio(Job(fn, args))
-        return await self._run_trio(Job(fn, args))
+            return await self._run_asyncio(fn, args)
+        return await self._run_trio(fn, args)
 
-    async def _run_asyncio(self, job: Job[T]) -> T:
+    async def _run_asyncio(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         import asyncio
 
         loop = self._loop
         future: asyncio.Future[None] = loop.create_future()
         done = False
 
-        def finished() -> None:  # on the loop
+        def finished(_: Job[T]) -> None:  # on the loop
             nonlocal done
             done = True
             if not future.done():
                 future.set_result(None)
 
-        def notify() -> None:  # on the worker
-            try:  # noqa: SIM105 - per call: a try costs nothing, suppress() builds an object
-                loop.call_soon_threadsafe(finished)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
-
-        job.notify = notify
-        self._queue.put(job)
+        job = self.submit(fn, args, finished)
         try:
             await future
         except asyncio.CancelledError:
@@ -227,25 +220,21 @@ class Workers:
                         await waiting
         return job.outcome()
 
-    async def _run_trio(self, job: Job[T]) -> T:
+    async def _run_trio(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         import outcome
         import trio
 
         task = trio.lowlevel.current_task()
-        token = self._token
 
-        def notify() -> None:  # on the worker
-            try:  # noqa: SIM105 - per call: a try costs nothing, suppress() builds an object
-                token.run_sync_soon(trio.lowlevel.reschedule, task, outcome.Value(None))
-            except trio.RunFinishedError:  # nobody waits any more
-                pass
+        def finished(_: Job[T]) -> None:  # on the loop
+            trio.lowlevel.reschedule(task, outcome.Value(None))
+
+        job = self.submit(fn, args, finished)
 
         def abort(_: object) -> trio.lowlevel.Abort:
             # Withdrawn from the queue: cancelled. Taken: it runs on, and the
             # cancellation comes at the caller's next checkpoint.
             return trio.lowlevel.Abort.SUCCEEDED if job.cancel() else trio.lowlevel.Abort.FAILED
 
-        job.notify = notify
-        self._queue.put(job)
         await trio.lowlevel.wait_task_rescheduled(abort)
         return job.outcome()
