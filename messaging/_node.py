@@ -173,7 +173,7 @@ class ClusterTransport(DurablePaths):
         self._heard: dict[str, float] = {}
         #: Frames from the wire waiting for their recipient's mailbox room, in order.
         self._backlogs: dict[str, collections.deque[_Waiting]] = {}
-        #: Frames in all backlogs (answers aside), bounded node-wide.
+        #: Frames in all backlogs, bounded node-wide.
         self._waiting = 0
         #: Senders being looked up in the bucket now (see ``_on_frame``).
         self._verifying = 0
@@ -548,17 +548,23 @@ class ClusterTransport(DurablePaths):
         recipient = envelope.recipient
         backlog = self._backlogs.get(recipient)
         answer = isinstance(envelope, Reply | Callback)
+        limit = self.cluster.max_in_flight
         if backlog and answer:
             # An answer never waits for room (as in process), but it stays behind
-            # what its sender sent before it; answers are bounded by the requests made.
-            backlog.append(_Waiting(endpoint, envelope, 0.0, math.inf, incoming.reply))
+            # what its sender sent before it. Honest answers are bounded by the
+            # requests made; forged ones by the node-wide bound.
+            if self._waiting < _BACKLOGS * limit:
+                backlog.append(_Waiting(endpoint, envelope, 0.0, math.inf, incoming.reply))
+                self._waiting += 1
+                return
+            self.counts["backlog-full"] += 1
+            self._ack(incoming.reply, Ack(DeliveryFailure.MAILBOX_FULL))
             return
         # Behind a backlog a frame waits its turn: delivery stays in arrival order.
         failure = DeliveryFailure.MAILBOX_FULL if backlog else endpoint.deliver_nowait(envelope)
         # The wait is the sender's word: bounded here (and NaN or negative is none).
         wait = min(frame.wait, self.cluster.max_wait) if frame.wait > 0 else 0.0
         if failure is DeliveryFailure.MAILBOX_FULL and wait > 0 and self._tg is not None:
-            limit = self.cluster.max_in_flight
             if (backlog is None or len(backlog) < limit) and self._waiting < _BACKLOGS * limit:
                 if backlog is None:
                     backlog = self._backlogs[recipient] = collections.deque()
@@ -577,8 +583,9 @@ class ClusterTransport(DurablePaths):
         try:
             while backlog:
                 head = backlog[0]
+                answer = isinstance(head.envelope, Reply | Callback)  # never waits for room
                 failure: DeliveryFailure | None = DeliveryFailure.MAILBOX_FULL
-                if isinstance(head.envelope, Reply | Callback):
+                if answer:
                     failure = head.endpoint.deliver_nowait(head.envelope)
                 else:
                     now = anyio.current_time()
@@ -586,8 +593,7 @@ class ClusterTransport(DurablePaths):
                         failure = await head.endpoint.deliver(head.envelope)
                 if backlog and backlog[0] is head:
                     backlog.popleft()
-                    if head.expires != math.inf:
-                        self._waiting -= 1
+                    self._waiting -= 1
                     self._ack(head.reply, Ack(failure))
         finally:
             if self._backlogs.get(recipient) is backlog:

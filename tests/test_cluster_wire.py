@@ -171,3 +171,49 @@ async def test_a_flood_of_waiting_frames_is_bounded(
         assert len(delivered) in (9, 10)
         assert full() == 50 - len(delivered)
         assert [int(p) for p in seen] == delivered  # in publish order
+
+
+async def test_a_flood_of_answers_into_a_backlog_is_bounded_node_wide(
+    nats_server: NatsServer, engine: Engine, prefix: str
+) -> None:
+    """Answers skip the wait for room but queue behind a recipient's backlog; a peer
+    flooding replies (its own asks' senders pass the checks) gets mailbox-full past the
+    node-wide bound (4 x max_in_flight frames in all backlogs), and the node serves on."""
+    from wasmactors.messaging import DeliveryFailure
+    from wasmactors.messaging._wire import decode_ack
+
+    gate = anyio.Event()
+
+    class Blocked:
+        async def handle_message(self, envelope: object, context: object) -> None:
+            await gate.wait()
+
+    async with node(nats_server, engine, prefix, "b", max_in_flight=8) as b, raw_client(nats_server) as raw:
+        await b.spawn_native("slow", Blocked(), mailbox_size=1)
+        await raw.subscribe(f"{prefix}.ack.m.*")
+        subject = f"{prefix}.act.slow"
+        for i in range(10):  # one handled, one in the mailbox, the rest in the backlog
+            frame = Frame("m", 30.0, Tell(recipient="slow", payload=b"t"))
+            raw.publish(subject, encode_frame(frame), reply=f"{prefix}.ack.m.{i}")
+        # One connection: b takes the replies after the tells, behind their backlog.
+        for i in range(100, 200):
+            frame = Frame("m", 0.0, Reply(recipient="slow", sender=f"$ask/m/{i}", correlation_id=i))
+            raw.publish(subject, encode_frame(frame), reply=f"{prefix}.ack.m.{i}")
+        acks: dict[int, DeliveryFailure | None] = {}
+
+        def refused() -> int:
+            return sum(1 for seq, f in acks.items() if seq >= 100 and f is DeliveryFailure.MAILBOX_FULL)
+
+        with anyio.fail_after(20):
+            while refused() < 100 - 25:
+                for incoming in await raw.inbound():
+                    acks[int(incoming.subject.rsplit(".", 1)[1])] = decode_ack(incoming.data).failure
+        assert b.cluster is not None
+        assert 4 * 8 - 1 <= b.cluster.statistics()["waiting"] <= 4 * 8  # the head may have moved on
+        assert refused() in (75, 76)  # 24 or 25 answers fit beside 8 or 7 waiting tells
+        gate.set()
+        with anyio.fail_after(20):  # then every frame is answered, the backlog empties
+            while len(acks) < 110:
+                for incoming in await raw.inbound():
+                    acks[int(incoming.subject.rsplit(".", 1)[1])] = decode_ack(incoming.data).failure
+        assert b.cluster.statistics()["waiting"] == 0
