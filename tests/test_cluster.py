@@ -399,3 +399,67 @@ async def test_monitors_of_local_actors(engine: Engine) -> None:
         await system.stop(ref)
         with anyio.fail_after(5):
             assert await watch.wait() == "stopped"
+
+
+async def _stop_during_a_backlog(
+    nats_server: NatsServer, engine: Engine, prefix: str, kitchen: Component
+) -> None:
+    """A guest streams 60 messages to a slow actor on another node; the actor is
+    stopped while frames wait in its node's backlog and more are in flight. Every
+    message is handled once or is one dead letter (on either node), never both."""
+    sent = {str(i).encode() for i in range(60)}
+    seen: list[bytes] = []
+    started = anyio.Event()
+
+    class Slow:
+        async def handle_message(self, envelope: Envelope, context: NativeContext) -> bytes | None:
+            seen.append(envelope.payload)
+            if len(seen) >= 10:
+                started.set()
+            await anyio.sleep(0.001)
+            return None
+
+    async with (
+        node(nats_server, engine, prefix, "a", max_in_flight=8) as a,
+        node(nats_server, engine, prefix, "b") as b,
+        a.dead_letters(buffer=1000) as dead_a,
+        b.dead_letters(buffer=1000) as dead_b,
+    ):
+        await b.spawn_native("sink", Slow(), mailbox_size=2)
+        k = await a.spawn("k", kitchen, limits=PY)
+        dead: list[bytes] = []
+        with anyio.fail_after(30):
+            assert await k.ask(b"send-many sink 60", timeout=20) == b"sent"
+            await started.wait()
+            await b.stop("sink")
+            while len(seen) + len(dead) < len(sent):
+                with anyio.move_on_after(0.05):
+                    letter = await dead_a.receive()
+                    if letter.envelope.recipient == "sink":
+                        dead.append(letter.envelope.payload)
+                while True:
+                    try:
+                        letter = dead_b.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
+                    if letter.envelope.recipient == "sink":
+                        dead.append(letter.envelope.payload)
+    assert len(seen) == len(set(seen))
+    assert len(dead) == len(set(dead))
+    assert not set(seen) & set(dead)
+    assert set(seen) | set(dead) == sent
+
+
+async def test_a_stop_during_a_backlog_loses_nothing(
+    nats_server: NatsServer, engine: Engine, prefix: str, kitchen: Component
+) -> None:
+    for round_ in range(3):
+        await _stop_during_a_backlog(nats_server, engine, f"{prefix}r{round_}", kitchen)
+
+
+@pytest.mark.stress
+async def test_stress_a_stop_during_a_backlog_loses_nothing(
+    nats_server: NatsServer, engine: Engine, prefix: str, kitchen: Component
+) -> None:
+    for round_ in range(40):
+        await _stop_during_a_backlog(nats_server, engine, f"{prefix}r{round_}", kitchen)
