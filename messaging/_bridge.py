@@ -90,6 +90,10 @@ class NatsBridge:
         self._nc: Client | None = None
         self._out: collections.deque[tuple[str, bytes, str]] = collections.deque()
         self._out_scheduled = False
+        #: Inline: called on the loop before the next drain publishes (see ``publish_soon``).
+        self._before: list[Callable[[], object]] = []
+        #: Threaded: run a callback on the caller's loop soon.
+        self._caller_soon: Callable[[Callable[[], object]], object] | None = None
         self._in: collections.deque[Incoming] = collections.deque()
         self._in_scheduled = False
         self._in_event: anyio.Event | None = None
@@ -117,6 +121,7 @@ class NatsBridge:
             self._wake = _direct
         else:
             self._wake = _waker()
+            self._caller_soon = _caller_soon()
             self._thread = threading.Thread(
                 target=self._loop.run_forever, name="wasmactors-nats", daemon=True
             )
@@ -197,8 +202,27 @@ class NatsBridge:
         self._out.append((subject, data, reply))
         if not self._out_scheduled:
             self._out_scheduled = True
+            if self._thread is None and self._nc is not None:
+                # Inline: this is the NATS loop already; its drain starts next turn.
+                with contextlib.suppress(RuntimeError):  # the loop is closed: lost
+                    self._spawn_here(self._drain_out())
+                return
             with contextlib.suppress(RuntimeError):  # closed: lost, as after a crash
                 self._soon(self._schedule_drain)
+
+    def publish_soon(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` on the caller's loop soon, before the publishes
+        queued now leave (it may queue more): how a caller gathers a turn's
+        messages into batches without adding a step on the way out. Raises
+        ``RuntimeError`` once the loop has ended."""
+        if self._thread is None:
+            self._before.append(callback)
+            if not self._out_scheduled:
+                self._out_scheduled = True
+                self._spawn_here(self._drain_out())
+        else:
+            assert self._caller_soon is not None, "connect() first"
+            self._caller_soon(callback)
 
     def _schedule_drain(self) -> None:
         self._spawn_here(self._drain_out())
@@ -214,6 +238,9 @@ class NatsBridge:
         task.add_done_callback(self._tasks.discard)
 
     async def _drain_out(self) -> None:
+        before, self._before = self._before, []
+        for callback in before:
+            callback()
         self._out_scheduled = False
         nc = self._nc
         out = self._out
@@ -321,6 +348,16 @@ async def _flush(nc: Client) -> None:
         # nats-py's own wait here has no bound by default: a stalled socket must not hang us.
         await asyncio.wait_for(flush_pending(force_flush=True), 5)
     await nc.flush(timeout=5)
+
+
+def _caller_soon() -> Callable[[Callable[[], object]], object]:
+    """Run a callback on the current (caller's) event loop soon, from that loop."""
+    try:
+        return asyncio.get_running_loop().call_soon
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
 
 
 def _direct(callback: Callable[[], object]) -> None:

@@ -62,7 +62,7 @@ class DurablePaths:
     def _check_recipient(self, envelope: Envelope, token: str) -> str | None:
         raise NotImplementedError
 
-    def _ack(self, reply: str, ack: Ack) -> None:
+    def _ack(self, to: tuple[str, int], ack: Ack) -> None:
         raise NotImplementedError
 
     async def send(self, envelope: Envelope, *, timeout: float | None = None) -> DeliveryFailure | None:
@@ -115,15 +115,15 @@ class DurablePaths:
         if isinstance(envelope, Request):
             self._sink.request_failed(envelope, DeliveryFailure.STOPPED, detail)
 
-    async def _redirect(self, incoming: Incoming, frame: Frame) -> None:
+    async def _redirect(self, to: tuple[str, int], frame: Frame) -> None:
         """A core frame for a durable actor: into the stream, then the delivery ack."""
         envelope = frame.envelope
         message_id = self.durable.fresh_id(id_scope(envelope, frame.origin))
         problem = await self.durable.publish(
-            self.durable.subject(envelope.recipient), message_id, incoming.data
+            self.durable.subject(envelope.recipient), message_id, encode_frame(frame)
         )
         self.counts["durable-redirected"] += 1
-        self._ack(incoming.reply, Ack() if problem is None else Ack(DeliveryFailure.STOPPED, problem))
+        self._ack(to, Ack() if problem is None else Ack(DeliveryFailure.STOPPED, problem))
 
     def outbox_route(self, envelope: Tell) -> tuple[str, bytes]:
         """Where a durable handler's send goes (the durable subject, or ``""``

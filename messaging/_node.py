@@ -3,11 +3,13 @@
 A :class:`ClusterTransport` is a :class:`~wasmactors.messaging.Transport`:
 the actor layer hands it envelopes exactly as it hands them to the
 in-process transport. For an address registered here it delivers in process;
-for any other it publishes a :class:`~._wire.Frame` to the address's subject
-with a reply subject unique to the message (``P.ack.<node>.<seq>``), on which
-the receiving node answers with an :class:`~._wire.Ack` once the envelope is
-in the recipient's mailbox (or says why not). So a remote delivery fails with
-the same :class:`DeliveryFailure` as a local one:
+for any other it publishes it to the address's subject, in a
+:class:`~._wire.Batch` with the others sent there in the same turn of the
+event loop, with a reply subject unique to the batch
+(``P.ack.<node>.<batch>``), on which the receiving node answers each one
+(an :class:`~._wire.AckItem`, several to a message) once it is in the
+recipient's mailbox (or says why not). So a remote delivery fails with the
+same :class:`DeliveryFailure` as a local one:
 
 * nobody subscribes the address: NATS answers ``503 no responders`` at once
   (``unknown-recipient``);
@@ -53,7 +55,23 @@ from ._envelope import Callback, Envelope, Reply, Request, Tell
 from ._errors import ClusterError
 from ._leases import Leases
 from ._transport import DeliveryFailure, Registry
-from ._wire import Ack, Frame, WireError, address_token, decode_ack, decode_frame, encode_ack, encode_frame
+from ._wire import (
+    ACK_ALL,
+    MAX_BATCH,
+    MAX_DETAIL,
+    Ack,
+    AckItem,
+    Frame,
+    Item,
+    WireError,
+    address_token,
+    batch_overhead,
+    decode_acks,
+    decode_batch,
+    encode_acks,
+    encode_batch,
+    encode_item,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,6 +104,11 @@ def _is_token(name: str) -> bool:
 _BACKLOGS = 4
 #: Frames whose sender is being looked up in the bucket at once, at most.
 _MAX_VERIFYING = 256
+#: Items a node puts in one batch, at most (a receiver takes up to ``MAX_BATCH``).
+_BATCH = 256
+
+#: Where a frame's ack goes: its batch's reply subject (``""``: nowhere) and its index there.
+_AckTo = tuple[str, int]
 
 
 class ClusterSink(Protocol):
@@ -105,7 +128,7 @@ class ClusterSink(Protocol):
 
 
 class _InFlight:
-    __slots__ = ("deadline", "detail", "envelope", "failure", "limit", "node", "patience", "waiter")
+    __slots__ = ("batch", "deadline", "detail", "envelope", "failure", "limit", "node", "patience", "waiter")
 
     def __init__(
         self, envelope: Envelope, node: str, deadline: float, patience: float, waiter: anyio.Event | None
@@ -120,6 +143,20 @@ class _InFlight:
         self.waiter = waiter
         self.failure: DeliveryFailure | None = None
         self.detail = ""
+        #: The batch it went in (0: not published yet).
+        self.batch = 0
+
+
+class _Sent:
+    """A batch published and not yet fully answered."""
+
+    __slots__ = ("left", "seqs")
+
+    def __init__(self, seqs: list[int]) -> None:
+        #: The sequence number of each item, by index.
+        self.seqs = seqs
+        #: Items not settled yet.
+        self.left = len(seqs)
 
 
 class _Waiting(NamedTuple):
@@ -130,7 +167,7 @@ class _Waiting(NamedTuple):
     wait: float
     #: The event loop's time past which it is refused however long it waited at the head.
     expires: float
-    reply: str
+    to: _AckTo
 
 
 class ClusterTransport(DurablePaths):
@@ -167,6 +204,14 @@ class ClusterTransport(DurablePaths):
         self._owners: anyio.Event | None = None
         self._seq = itertools.count(1)
         self._pending: dict[int, _InFlight] = {}
+        #: Batches published and not fully answered, by number.
+        self._sent: dict[int, _Sent] = {}
+        #: Items to publish at the end of this turn of the loop, by subject: (seq, encoded item).
+        self._outgoing: dict[str, list[tuple[int, bytes]]] = {}
+        #: Acks to publish at the end of this turn, by reply subject.
+        self._acks_out: dict[str, list[AckItem]] = {}
+        self._flushing = False
+        self._overhead = batch_overhead(self.node)
         self._load: Counter[str] = Counter()
         self._room: dict[str, anyio.Event] = {}
         #: When an ack last came from each node (liveness for the expiry).
@@ -224,8 +269,9 @@ class ClusterTransport(DurablePaths):
         self._started = False
         for backlog in self._backlogs.values():
             while backlog:
-                self._ack(backlog.popleft().reply, Ack(DeliveryFailure.STOPPED, "the node left the cluster"))
+                self._ack(backlog.popleft().to, Ack(DeliveryFailure.STOPPED, "the node left the cluster"))
         self._waiting = 0
+        self._flush()
         with anyio.CancelScope(shield=True):
             try:
                 with contextlib.suppress(Exception):  # a broken connection: the consumers end with it
@@ -238,6 +284,9 @@ class ClusterTransport(DurablePaths):
                 entry.failure, entry.detail = DeliveryFailure.STOPPED, "the node left the cluster"
                 entry.waiter.set()
         self._pending.clear()
+        self._sent.clear()
+        self._outgoing.clear()
+        self._acks_out.clear()
 
     # -- names -------------------------------------------------------------------------
 
@@ -369,8 +418,8 @@ class ClusterTransport(DurablePaths):
     def _publish(
         self, envelope: Envelope, subject: str, node: str, wait: float, waiter: anyio.Event | None
     ) -> DeliveryFailure | _InFlight:
-        data = encode_frame(Frame(self.node, wait, self._wire(envelope)))
-        if len(data) > self.cluster.max_frame:
+        item = encode_item(Item(wait, self._wire(envelope)))
+        if len(item) + self._overhead > self.cluster.max_frame:
             return DeliveryFailure.PAYLOAD_TOO_LARGE
         seq = next(self._seq)
         patience = wait + self.cluster.ack_timeout
@@ -382,14 +431,67 @@ class ClusterTransport(DurablePaths):
         self._pending[seq] = entry
         self._load[node] += 1
         self.counts["sent"] += 1
-        self._bridge.publish(subject, data, reply=f"{self._acks}{seq}")
+        queue = self._outgoing.get(subject)
+        if queue is None:
+            queue = self._outgoing[subject] = []
+        queue.append((seq, item))
+        self._flush_soon()
         return entry
+
+    def _flush_soon(self) -> None:
+        if not self._flushing and self._started:
+            self._flushing = True
+            try:
+                self._bridge.publish_soon(self._flushed)
+            except RuntimeError:  # the loop has ended: nothing more leaves
+                self._flushing = False
+
+    def _flushed(self) -> None:
+        try:
+            self._flush()
+        except Exception:  # a callback must not raise into the event loop
+            log.exception("cluster: failed to publish a batch")
+
+    def _flush(self) -> None:
+        """Publish this turn's items, a batch per subject (split to keep each
+        within ``max_frame`` and ``_BATCH`` items), and this turn's acks."""
+        self._flushing = False
+        outgoing, self._outgoing = self._outgoing, {}
+        limit = self.cluster.max_frame
+        for subject, items in outgoing.items():
+            start = 0
+            while start < len(items):
+                size, end = self._overhead, start
+                while end < len(items) and end - start < _BATCH and size + len(items[end][1]) <= limit:
+                    size += len(items[end][1])
+                    end += 1
+                end = max(end, start + 1)  # each item fits alone (checked when queued)
+                chunk = items[start:end]
+                start = end
+                live = [(seq, item) for seq, item in chunk if seq in self._pending]
+                if not live:
+                    continue
+                number = next(self._seq)
+                for seq, _ in live:
+                    self._pending[seq].batch = number
+                self._sent[number] = _Sent([seq for seq, _ in live])
+                data = encode_batch(self.node, [item for _, item in live])
+                self._bridge.publish(subject, data, reply=f"{self._acks}{number}")
+        acks, self._acks_out = self._acks_out, {}
+        for reply, answers in acks.items():
+            for start in range(0, len(answers), MAX_BATCH):
+                self._bridge.publish(reply, encode_acks(answers[start : start + MAX_BATCH]))
 
     def _settle(self, seq: int, failure: DeliveryFailure | None, detail: str, *, heard: bool = True) -> None:
         entry = self._pending.pop(seq, None)
         if entry is None:
             return  # a late or forged ack
         node = entry.node
+        sent = self._sent.get(entry.batch)
+        if sent is not None:
+            sent.left -= 1
+            if not sent.left:
+                del self._sent[entry.batch]
         if heard:
             self._heard[node] = time.monotonic()
         self._load[node] -= 1
@@ -453,34 +555,55 @@ class ClusterTransport(DurablePaths):
         if subject.startswith(self._acks):
             self._on_ack(incoming)
         elif subject.startswith(self._act):
-            self._on_frame(incoming, subject[len(self._act) :], for_ask=False)
+            self._on_batch(incoming, subject[len(self._act) :], for_ask=False)
         elif subject == self._inbox:
-            self._on_frame(incoming, "", for_ask=True)
+            self._on_batch(incoming, "", for_ask=True)
         elif subject.startswith(self._dur):
             self._on_durable(incoming)
 
     def _on_ack(self, incoming: Incoming) -> None:
         try:
-            seq = int(incoming.subject[len(self._acks) :])
+            sent = self._sent.get(int(incoming.subject[len(self._acks) :]))
         except ValueError:
             return
+        if sent is None:
+            return  # a late or forged ack
+        seqs = sent.seqs
         if incoming.status == "503":  # the server's answer: says nothing of the node being alive
-            self._settle(seq, DeliveryFailure.UNKNOWN_RECIPIENT, "no node serves that address", heard=False)
+            unknown = DeliveryFailure.UNKNOWN_RECIPIENT
+            for seq in seqs:
+                self._settle(seq, unknown, "no node serves that address", heard=False)
             return
         try:
-            ack = decode_ack(incoming.data)
+            acks = decode_acks(incoming.data)
         except WireError as exc:
             log.warning("cluster: %s on %s", exc, incoming.subject)
             return
-        self._settle(seq, ack.failure, ack.detail)
+        for ack in acks:
+            if 0 <= ack.index < len(seqs):
+                self._settle(seqs[ack.index], ack.failure, ack.detail)
+            elif ack.index == ACK_ALL:
+                for seq in seqs:
+                    self._settle(seq, ack.failure, ack.detail)
 
-    def _on_frame(self, incoming: Incoming, token: str, *, for_ask: bool) -> None:
-        self.counts["received"] += 1
+    def _on_batch(self, incoming: Incoming, token: str, *, for_ask: bool) -> None:
         try:
-            frame = decode_frame(incoming.data, self.cluster.max_frame)
+            batch = decode_batch(incoming.data, self.cluster.max_frame)
         except WireError as exc:
-            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, str(exc))
+            self.counts["received"] += 1
+            to = (incoming.reply, ACK_ALL)
+            self._reject(to, token, DeliveryFailure.INVALID_MESSAGE, str(exc), data=incoming.data)
             return
+        self.counts["received"] += len(batch.items)
+        origin, reply = batch.origin, incoming.reply
+        for index, item in enumerate(batch.items):
+            try:
+                frame = Frame(origin, item.wait, item.envelope)
+                self._on_frame((reply, index), frame, token, for_ask=for_ask)
+            except Exception:  # a bug must cost this message, not the rest of the batch
+                log.exception("cluster: failed to handle a message on %s", incoming.subject)
+
+    def _on_frame(self, to: _AckTo, frame: Frame, token: str, *, for_ask: bool) -> None:
         envelope = frame.envelope
         problem: str | None
         if isinstance(envelope, Callback):
@@ -498,32 +621,32 @@ class ClusterTransport(DurablePaths):
                 # (a bounded number at once: a flood of forged senders is
                 # refused, not turned into as many lookups).
                 self._verifying += 1
-                self._tg.start_soon(self._verify_then_deliver, incoming, token, frame, for_ask)
+                self._tg.start_soon(self._verify_then_deliver, to, token, frame, for_ask)
                 return
             problem = self._check_sender(envelope, frame.origin)
         if problem is not None:
-            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
+            self._reject(to, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
             return
-        self._deliver(incoming, frame, for_ask=for_ask)
+        self._deliver(to, frame, for_ask=for_ask)
 
-    async def _verify_then_deliver(self, incoming: Incoming, token: str, frame: Frame, for_ask: bool) -> None:
+    async def _verify_then_deliver(self, to: _AckTo, token: str, frame: Frame, for_ask: bool) -> None:
         envelope = frame.envelope
         assert envelope.sender is not None
         try:
             owner = await self.leases.lookup(envelope.sender)
         except Exception as exc:  # noqa: BLE001 - the bucket did not answer: the sender stays unverified
             problem = f"cannot verify sender {envelope.sender!r}: {type(exc).__name__}: {exc}"[:300]
-            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
+            self._reject(to, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
             return
         finally:
             self._verifying -= 1
         if owner != frame.origin:
             problem = f"forged sender {envelope.sender!r}: owned by {owner or 'nobody'}, not {frame.origin!r}"
-            self._reject(incoming, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
+            self._reject(to, token, DeliveryFailure.INVALID_MESSAGE, problem, envelope)
             return
-        self._deliver(incoming, frame, for_ask=for_ask)
+        self._deliver(to, frame, for_ask=for_ask)
 
-    def _deliver(self, incoming: Incoming, frame: Frame, *, for_ask: bool) -> None:
+    def _deliver(self, to: _AckTo, frame: Frame, *, for_ask: bool) -> None:
         """Deliver a frame that passed the checks, and ack it."""
         envelope = frame.envelope
         if for_ask:
@@ -534,16 +657,16 @@ class ClusterTransport(DurablePaths):
                 self._sink.dead_letter(
                     envelope, DeliveryFailure.UNKNOWN_RECIPIENT, "not an actor this node owns"
                 )
-            self._ack(incoming.reply, Ack(DeliveryFailure.UNKNOWN_RECIPIENT, "no such actor on that node"))
+            self._ack(to, Ack(DeliveryFailure.UNKNOWN_RECIPIENT, "no such actor on that node"))
             return
         check = self._sink.check(endpoint, envelope)
         if check is not None:
             self._sink.dead_letter(envelope, check[0], check[1])
-            self._ack(incoming.reply, Ack(check[0], check[1]))
+            self._ack(to, Ack(check[0], check[1]))
             return
         if as_durable(endpoint) is not None and isinstance(envelope, Tell | Request) and self._tg:
             # Sent before the sender saw the actor declared durable: it joins the stream here.
-            self._tg.start_soon(self._redirect, incoming, frame)
+            self._tg.start_soon(self._redirect, to, frame)
             return
         recipient = envelope.recipient
         backlog = self._backlogs.get(recipient)
@@ -554,11 +677,11 @@ class ClusterTransport(DurablePaths):
             # what its sender sent before it. Honest answers are bounded by the
             # requests made; forged ones by the node-wide bound.
             if self._waiting < _BACKLOGS * limit:
-                backlog.append(_Waiting(endpoint, envelope, 0.0, math.inf, incoming.reply))
+                backlog.append(_Waiting(endpoint, envelope, 0.0, math.inf, to))
                 self._waiting += 1
                 return
             self.counts["backlog-full"] += 1
-            self._ack(incoming.reply, Ack(DeliveryFailure.MAILBOX_FULL))
+            self._ack(to, Ack(DeliveryFailure.MAILBOX_FULL))
             return
         # Behind a backlog a frame waits its turn: delivery stays in arrival order.
         failure = DeliveryFailure.MAILBOX_FULL if backlog else endpoint.deliver_nowait(envelope)
@@ -571,11 +694,11 @@ class ClusterTransport(DurablePaths):
                     self._tg.start_soon(self._drain_backlog, recipient, backlog)
                 # Its wait starts at the head, but it is never held past max_wait.
                 expires = anyio.current_time() + self.cluster.max_wait  # the backend's clock
-                backlog.append(_Waiting(endpoint, envelope, wait, expires, incoming.reply))
+                backlog.append(_Waiting(endpoint, envelope, wait, expires, to))
                 self._waiting += 1
                 return
             self.counts["backlog-full"] += 1
-        self._ack(incoming.reply, Ack(failure))
+        self._ack(to, Ack(failure))
 
     async def _drain_backlog(self, recipient: str, backlog: collections.deque[_Waiting]) -> None:
         """Deliver one recipient's waiting frames in order; each waits from when
@@ -594,7 +717,7 @@ class ClusterTransport(DurablePaths):
                 if backlog and backlog[0] is head:
                     backlog.popleft()
                     self._waiting -= 1
-                    self._ack(head.reply, Ack(failure))
+                    self._ack(head.to, Ack(failure))
         finally:
             if self._backlogs.get(recipient) is backlog:
                 del self._backlogs[recipient]
@@ -633,26 +756,36 @@ class ClusterTransport(DurablePaths):
 
     def _reject(
         self,
-        incoming: Incoming,
+        to: _AckTo,
         token: str,
         reason: DeliveryFailure,
         detail: str,
         envelope: Envelope | None = None,
+        *,
+        data: bytes = b"",
     ) -> None:
-        """A frame this node will not deliver: a dead letter here, the reason to the sender."""
+        """A frame this node will not deliver: a dead letter here, the reason
+        to the sender. ``data``: the undecodable bytes (their start goes in the
+        dead letter)."""
         self.counts["rejected"] += 1
         if envelope is None:
-            from ._envelope import Tell
             from ._wire import token_address
 
             recipient = token_address(token) if token else self.node
-            envelope = Tell(recipient=recipient, payload=incoming.data[:256])
+            envelope = Tell(recipient=recipient, payload=data[:256])
         self._sink.dead_letter(envelope, reason, detail)
-        self._ack(incoming.reply, Ack(reason, detail))
+        self._ack(to, Ack(reason, detail))
 
-    def _ack(self, reply: str, ack: Ack) -> None:
-        if reply:
-            self._bridge.publish(reply, encode_ack(ack))
+    def _ack(self, to: _AckTo, ack: Ack) -> None:
+        """Answer a frame, with the other acks of this turn for its batch."""
+        reply, index = to
+        if not reply:
+            return
+        answers = self._acks_out.get(reply)
+        if answers is None:
+            answers = self._acks_out[reply] = []
+        answers.append(AckItem(index, ack.failure, ack.detail[:MAX_DETAIL]))
+        self._flush_soon()
 
     def statistics(self) -> dict[str, int]:
         """Counters: frames sent, received, rejected, failures by reason; in

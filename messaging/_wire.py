@@ -10,7 +10,14 @@ Subjects (``P`` is the cluster's subject prefix)::
 
     P.act.<address tokens>     an actor's inbox; its owning node subscribes
     P.node.<node>              a node's inbox: replies to its host asks
-    P.ack.<node>.<seq>         delivery acks for the messages <node> sent
+    P.ack.<node>.<batch>       delivery acks for a batch of messages <node> sent
+
+On the core subjects a message is a :class:`Batch`: the envelopes one node
+sent to one subject within one turn of its event loop, each with its own
+wait. The receiver answers on the batch's reply subject with a list of
+:class:`AckItem` (each naming its envelope by index), as soon as each is
+delivered or refused, several to a message. A durable stream message is one
+:class:`Frame`.
 
 An address ``a/b.c`` is the tokens ``a.b=2Ec``: ``/`` separates tokens and the
 characters a name may hold but a NATS token may not (``.``) are escaped with
@@ -20,6 +27,7 @@ address is a valid subject and a valid KV key.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import msgspec
@@ -29,14 +37,23 @@ from ._errors import MessagingError
 from ._transport import DeliveryFailure
 
 __all__ = [
+    "ACK_ALL",
+    "MAX_BATCH",
     "Ack",
+    "AckItem",
+    "Batch",
     "Frame",
+    "Item",
     "WireError",
     "address_token",
-    "decode_ack",
+    "batch_overhead",
+    "decode_acks",
+    "decode_batch",
     "decode_frame",
-    "encode_ack",
+    "encode_acks",
+    "encode_batch",
     "encode_frame",
+    "encode_item",
     "token_address",
 ]
 
@@ -56,8 +73,11 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+@functools.lru_cache(maxsize=4096)
 def address_token(address: str) -> str:
-    """The subject tokens (and KV key) for an actor address or a node name."""
+    """The subject tokens (and KV key) for an actor address or a node name
+    (the hot path asks for the same few many times: cached; an address that
+    raises is not)."""
     segments = address.split("/")
     if not all(segments):
         raise ValueError(f"address {address!r} has an empty segment")
@@ -96,19 +116,58 @@ class Frame(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Ack(msgspec.Struct, frozen=True, array_like=True):
-    """The receiver's answer to a frame: delivered (``None``) or why not."""
+    """A receiver's answer to a frame, before it joins its batch's acks
+    (:class:`AckItem`): delivered (``None``) or why not."""
 
     failure: DeliveryFailure | None = None
     #: More about the failure, for the sender's dead letter.
     detail: str = ""
 
 
-_frame_encoder = msgspec.msgpack.Encoder()
-_frame_decoder = msgspec.msgpack.Decoder(Frame)
-_ack_decoder = msgspec.msgpack.Decoder(Ack)
+class Item(msgspec.Struct, frozen=True, array_like=True):
+    """One envelope of a :class:`Batch`."""
 
-#: Acks are tiny; anything bigger is not one of ours.
-MAX_ACK = 4096
+    #: Seconds the receiver may wait for mailbox room (0: deliver now or fail).
+    wait: float
+    envelope: Envelope
+
+
+class Batch(msgspec.Struct, frozen=True, array_like=True):
+    """Envelopes from one node to one subject, in the order they were sent."""
+
+    #: The sending node's name (checked against who owns each sender).
+    origin: str
+    items: list[Item]
+
+
+class _RawBatch(msgspec.Struct, array_like=True):
+    origin: str
+    items: list[msgspec.Raw]
+
+
+class AckItem(msgspec.Struct, frozen=True, array_like=True):
+    """The receiver's answer to one item of a batch (``index``; :data:`ACK_ALL`:
+    to every item not answered yet): delivered (``None``) or why not."""
+
+    index: int
+    failure: DeliveryFailure | None = None
+    detail: str = ""
+
+
+#: An :class:`AckItem` index for every item of its batch (a batch refused whole).
+ACK_ALL = -1
+#: Items in one batch, at most (a receiver refuses a larger one whole).
+MAX_BATCH = 1024
+#: A failure's detail on the wire, at most (characters).
+MAX_DETAIL = 240
+
+_frame_encoder = msgspec.msgpack.Encoder()
+_batch_decoder = msgspec.msgpack.Decoder(Batch)
+_acks_decoder = msgspec.msgpack.Decoder(list[AckItem])
+_frame_decoder = msgspec.msgpack.Decoder(Frame)
+
+#: A message of acks: at most :data:`MAX_BATCH` items, each with a short detail.
+MAX_ACKS = MAX_BATCH * (MAX_DETAIL * 4 + 16)
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -127,14 +186,43 @@ def decode_frame(data: bytes, max_size: int) -> Frame:
         raise WireError(f"undecodable frame: {exc}") from None
 
 
-def encode_ack(ack: Ack) -> bytes:
-    return _frame_encoder.encode(ack)
+def encode_item(item: Item) -> bytes:
+    """One item, encoded once: a batch is assembled from the bytes."""
+    return _frame_encoder.encode(item)
 
 
-def decode_ack(data: bytes) -> Ack:
-    if len(data) > MAX_ACK:
-        raise WireError(f"ack of {len(data)} bytes exceeds the limit of {MAX_ACK}")
+def encode_batch(origin: str, items: list[bytes]) -> bytes:
+    return _frame_encoder.encode(_RawBatch(origin, [msgspec.Raw(i) for i in items]))
+
+
+def batch_overhead(origin: str) -> int:
+    """The bytes a batch adds to its items, at most."""
+    return len(encode_batch(origin, [])) + 4  # a list header grows by up to 4 bytes
+
+
+def decode_batch(data: bytes, max_size: int) -> Batch:
+    """The batch in ``data``, or :class:`WireError` saying what is wrong."""
+    if len(data) > max_size:
+        raise WireError(f"batch of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        return _ack_decoder.decode(data)
+        batch = _batch_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise WireError(f"invalid batch: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise WireError(f"undecodable batch: {exc}") from None
+    if not 0 < len(batch.items) <= MAX_BATCH:
+        raise WireError(f"a batch of {len(batch.items)} items (from 1 to {MAX_BATCH})")
+    return batch
+
+
+def encode_acks(acks: list[AckItem]) -> bytes:
+    return _frame_encoder.encode(acks)
+
+
+def decode_acks(data: bytes) -> list[AckItem]:
+    if len(data) > MAX_ACKS:
+        raise WireError(f"acks of {len(data)} bytes exceed the limit of {MAX_ACKS}")
+    try:
+        return _acks_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise WireError(f"invalid ack: {exc}") from None
+        raise WireError(f"invalid acks: {exc}") from None

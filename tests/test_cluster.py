@@ -143,7 +143,7 @@ async def test_garbage_on_an_actor_subject_is_a_dead_letter(
             with anyio.fail_after(5):
                 letter = await dead.receive()
         assert letter.reason is DeadLetterReason.INVALID_MESSAGE
-        assert "frame" in letter.detail
+        assert "undecodable batch" in letter.detail
 
 
 class Probe:

@@ -13,8 +13,25 @@ import pytest
 from tests.nats_server import node, raw_client
 from tests.test_cluster import Calc
 from wasmactors.actors import DeadLetter, DeadLetterReason
-from wasmactors.messaging import Callback, Reply, Request, RequestError, RequestFailure, Tell
-from wasmactors.messaging._wire import Frame, address_token, encode_frame, token_address
+from wasmactors.messaging import (
+    Callback,
+    DeliveryFailure,
+    Reply,
+    Request,
+    RequestError,
+    RequestFailure,
+    Tell,
+)
+from wasmactors.messaging._wire import (
+    MAX_BATCH,
+    Frame,
+    Item,
+    address_token,
+    decode_acks,
+    encode_batch,
+    encode_item,
+    token_address,
+)
 
 TIMEOUT = RequestFailure.TIMEOUT
 
@@ -37,13 +54,31 @@ def test_address_tokens_round_trip() -> None:
         address_token("a b")
 
 
+def encode_frame(frame: Frame) -> bytes:
+    """A batch of one, as a node sends a frame alone."""
+    return encode_batch(frame.origin, [encode_item(Item(frame.wait, frame.envelope))])
+
+
+def first_ack(data: bytes) -> DeliveryFailure | None:
+    """The failure of the only ack in an answer to a batch of one."""
+    (ack,) = decode_acks(data)
+    assert ack.index == 0
+    return ack.failure
+
+
 def forged(prefix: str) -> list[tuple[str, bytes, str]]:
     """(subject, data, expected words in the dead letter's detail)."""
     act = f"{prefix}.act.calc"
     return [
-        (act, b"\xc1\xc1 not msgpack", "undecodable frame"),
-        (act, msgspec.msgpack.encode({"what": 1}), "invalid frame"),
-        (act, msgspec.msgpack.encode(["b", "soon", {"kind": "tell", "recipient": "calc"}]), "invalid frame"),
+        (act, b"\xc1\xc1 not msgpack", "undecodable batch"),
+        (act, msgspec.msgpack.encode({"what": 1}), "invalid batch"),
+        (act, msgspec.msgpack.encode(["b", "soon", {"kind": "tell", "recipient": "calc"}]), "invalid batch"),
+        (
+            act,
+            msgspec.msgpack.encode(["b", [["soon", {"kind": "tell", "recipient": "calc"}]]]),
+            "invalid batch",
+        ),
+        (act, encode_batch("b", []), "a batch of 0 items"),
         (act, b"x" * 5000, "exceeds the limit"),
         (act, encode_frame(Frame("b", 0, Tell(recipient="other", payload=b"add 1"))), "does not match"),
         (act, encode_frame(Frame("m", 0, Tell(recipient="calc", sender="ghost"))), "forged sender"),
@@ -111,6 +146,51 @@ async def test_forged_and_malformed_frames_are_dead_letters(
                 assert await a.ref("calc").ask(b"get", timeout=5) == b"0"
 
 
+async def test_a_batch_is_checked_item_by_item(nats_server: NatsServer, engine: Engine, prefix: str) -> None:
+    """In one batch, good items are delivered and each bad one is refused alone (its ack
+    says why, by index); a batch of more than MAX_BATCH items is refused whole, with one
+    dead letter and one ack for all; forged acks naming no item are ignored."""
+    from wasmactors.messaging._wire import ACK_ALL, AckItem, encode_acks
+
+    calc = Calc()
+    good = encode_item(Item(0, Tell(recipient="calc", payload=b"add 1")))
+    bad = encode_item(Item(0, Tell(recipient="calc", sender="ghost", payload=b"add 100")))
+    elsewhere = encode_item(Item(0, Tell(recipient="other", payload=b"add 1000")))
+    async with node(nats_server, engine, prefix, "b") as b, raw_client(nats_server) as raw:
+        await b.spawn_native("calc", calc)
+        await raw.subscribe(f"{prefix}.ack.m.*")
+        async with b.dead_letters() as dead:
+            act = f"{prefix}.act.calc"
+            raw.publish(act, encode_batch("m", [good, bad, good, elsewhere, good]), reply=f"{prefix}.ack.m.1")
+            raw.publish(act, encode_batch("m", [good] * (MAX_BATCH + 1)), reply=f"{prefix}.ack.m.2")
+            acks: dict[tuple[int, int], DeliveryFailure | None] = {}
+            with anyio.fail_after(20):
+                while len(acks) < 6:
+                    for incoming in await raw.inbound():
+                        batch = int(incoming.subject.rsplit(".", 1)[1])
+                        acks.update(((batch, a.index), a.failure) for a in decode_acks(incoming.data))
+            letters = [await dead.receive() for _ in range(3)]
+        invalid = DeliveryFailure.INVALID_MESSAGE
+        assert acks == {
+            (1, 0): None,
+            (1, 1): invalid,
+            (1, 2): None,
+            (1, 3): invalid,
+            (1, 4): None,
+            (2, ACK_ALL): invalid,
+        }
+        details = sorted(letter.detail for letter in letters)
+        assert any("forged sender" in d for d in details)
+        assert any("does not match" in d for d in details)
+        assert any(f"a batch of {MAX_BATCH + 1} items" in d for d in details)
+        # Acks sent to b for batches it never sent, or naming items that do not exist.
+        raw.publish(f"{prefix}.ack.b.1", encode_acks([AckItem(7), AckItem(-5), AckItem(ACK_ALL)]))
+        raw.publish(f"{prefix}.ack.b.999999", b"\xc1 garbage")
+        a_ref = b.ref("calc")
+        with anyio.fail_after(10):
+            assert await a_ref.ask(b"get", timeout=5) == b"3"
+
+
 async def test_oversize_payload_is_refused_by_the_receiver(
     nats_server: NatsServer, engine: Engine, prefix: str
 ) -> None:
@@ -130,8 +210,6 @@ async def test_a_flood_of_waiting_frames_is_bounded(
     """Frames that may wait for room (any ``wait``, NaN and infinity included) queue at most
     ``max_in_flight`` deep per recipient; the rest are answered mailbox-full at once; the
     queued ones are delivered in order once there is room."""
-    from wasmactors.messaging import DeliveryFailure
-    from wasmactors.messaging._wire import decode_ack
 
     gate = anyio.Event()
     seen: list[bytes] = []
@@ -157,7 +235,7 @@ async def test_a_flood_of_waiting_frames_is_bounded(
         with anyio.fail_after(20):
             while full() < 50 - 10:  # one being handled, one in the mailbox, eight waiting
                 for incoming in await raw.inbound():
-                    acks[int(incoming.subject.rsplit(".", 1)[1])] = decode_ack(incoming.data).failure
+                    acks[int(incoming.subject.rsplit(".", 1)[1])] = first_ack(incoming.data)
         assert b.cluster is not None
         assert 7 <= b.cluster.statistics()["waiting"] <= 8
         assert set(acks.values()) <= {DeliveryFailure.MAILBOX_FULL, None}
@@ -165,7 +243,7 @@ async def test_a_flood_of_waiting_frames_is_bounded(
         with anyio.fail_after(20):
             while len(acks) < 50:
                 for incoming in await raw.inbound():
-                    acks[int(incoming.subject.rsplit(".", 1)[1])] = decode_ack(incoming.data).failure
+                    acks[int(incoming.subject.rsplit(".", 1)[1])] = first_ack(incoming.data)
         delivered = sorted(i for i, failure in acks.items() if failure is None)
         # Nine when all fifty arrived before the actor took the first from its mailbox.
         assert len(delivered) in (9, 10)
@@ -179,8 +257,6 @@ async def test_a_flood_of_answers_into_a_backlog_is_bounded_node_wide(
     """Answers skip the wait for room but queue behind a recipient's backlog; a peer
     flooding replies (its own asks' senders pass the checks) gets mailbox-full past the
     node-wide bound (4 x max_in_flight frames in all backlogs), and the node serves on."""
-    from wasmactors.messaging import DeliveryFailure
-    from wasmactors.messaging._wire import decode_ack
 
     gate = anyio.Event()
 
@@ -207,7 +283,7 @@ async def test_a_flood_of_answers_into_a_backlog_is_bounded_node_wide(
         with anyio.fail_after(20):
             while refused() < 100 - 25:
                 for incoming in await raw.inbound():
-                    acks[int(incoming.subject.rsplit(".", 1)[1])] = decode_ack(incoming.data).failure
+                    acks[int(incoming.subject.rsplit(".", 1)[1])] = first_ack(incoming.data)
         assert b.cluster is not None
         assert 4 * 8 - 1 <= b.cluster.statistics()["waiting"] <= 4 * 8  # the head may have moved on
         assert refused() in (75, 76)  # 24 or 25 answers fit beside 8 or 7 waiting tells
@@ -215,5 +291,5 @@ async def test_a_flood_of_answers_into_a_backlog_is_bounded_node_wide(
         with anyio.fail_after(20):  # then every frame is answered, the backlog empties
             while len(acks) < 110:
                 for incoming in await raw.inbound():
-                    acks[int(incoming.subject.rsplit(".", 1)[1])] = decode_ack(incoming.data).failure
+                    acks[int(incoming.subject.rsplit(".", 1)[1])] = first_ack(incoming.data)
         assert b.cluster.statistics()["waiting"] == 0
