@@ -224,6 +224,14 @@ class NatsBridge:
             assert self._caller_soon is not None, "connect() first"
             self._caller_soon(callback)
 
+    def soon(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` on the caller's loop soon (from that loop)."""
+        if self._thread is None:
+            self._soon(callback)
+        else:
+            assert self._caller_soon is not None, "connect() first"
+            self._caller_soon(callback)
+
     def _schedule_drain(self) -> None:
         self._spawn_here(self._drain_out())
 

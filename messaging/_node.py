@@ -36,6 +36,7 @@ sender leaves the node as ``$ask/<node>/N``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import itertools
@@ -74,7 +75,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from anyio.abc import TaskGroup
 
@@ -131,7 +132,7 @@ class _InFlight:
     __slots__ = ("batch", "deadline", "detail", "envelope", "failure", "limit", "node", "patience", "waiter")
 
     def __init__(
-        self, envelope: Envelope, node: str, deadline: float, patience: float, waiter: anyio.Event | None
+        self, envelope: Envelope, node: str, deadline: float, patience: float, waiter: _Waiter | None
     ) -> None:
         self.envelope = envelope
         self.node = node
@@ -145,6 +146,41 @@ class _InFlight:
         self.detail = ""
         #: The batch it went in (0: not published yet).
         self.batch = 0
+
+
+class _Waiter(Protocol):
+    """What a sender awaiting its ack waits on (an asyncio future or a trio
+    event: the ack path's only allocation per message, so not anyio's
+    wrapper, which costs a backend lookup each)."""
+
+    def set(self) -> None: ...
+
+    def wait(self) -> Awaitable[object]: ...
+
+
+class _FutureWaiter:
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self._future = future
+
+    def set(self) -> None:
+        if not self._future.done():  # cancelled with its waiting task
+            self._future.set_result(None)
+
+    def wait(self) -> asyncio.Future[None]:
+        return self._future
+
+
+def _waiters() -> Callable[[], _Waiter]:
+    """A factory of waiters for the running event loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        import trio
+
+        return trio.Event
+    return lambda: _FutureWaiter(loop.create_future())
 
 
 class _Sent:
@@ -204,6 +240,8 @@ class ClusterTransport(DurablePaths):
         self._owners: anyio.Event | None = None
         self._seq = itertools.count(1)
         self._pending: dict[int, _InFlight] = {}
+        #: Host asks' requests in flight: ``$ask/N`` -> their sequence number.
+        self._asking: dict[str, int] = {}
         #: Batches published and not fully answered, by number.
         self._sent: dict[int, _Sent] = {}
         #: Items to publish at the end of this turn of the loop, by subject: (seq, encoded item).
@@ -211,6 +249,8 @@ class ClusterTransport(DurablePaths):
         #: Acks to publish at the end of this turn, by reply subject.
         self._acks_out: dict[str, list[AckItem]] = {}
         self._flushing = False
+        self._acks_due = False
+        self._waiter: Callable[[], _Waiter] = anyio.Event
         self._overhead = batch_overhead(self.node)
         self._load: Counter[str] = Counter()
         self._room: dict[str, anyio.Event] = {}
@@ -256,6 +296,7 @@ class ClusterTransport(DurablePaths):
                 await self._bridge.aclose(drain=False)
             raise
         self._tg = tg
+        self._waiter = _waiters()
         tg.start_soon(self._receiving)
         tg.start_soon(self._expiring)
         if outbox is not None:
@@ -284,6 +325,7 @@ class ClusterTransport(DurablePaths):
                 entry.failure, entry.detail = DeliveryFailure.STOPPED, "the node left the cluster"
                 entry.waiter.set()
         self._pending.clear()
+        self._asking.clear()
         self._sent.clear()
         self._outgoing.clear()
         self._acks_out.clear()
@@ -377,7 +419,7 @@ class ClusterTransport(DurablePaths):
             if self._load[node] >= limit:
                 return DeliveryFailure.MAILBOX_FULL
         wait = self.cluster.max_wait if timeout is None else min(timeout, self.cluster.max_wait)
-        sent = self._publish(envelope, subject, node, wait, anyio.Event())
+        sent = self._publish(envelope, subject, node, wait, self._waiter())
         if isinstance(sent, DeliveryFailure):
             return sent
         assert sent.waiter is not None
@@ -416,7 +458,7 @@ class ClusterTransport(DurablePaths):
         return envelope
 
     def _publish(
-        self, envelope: Envelope, subject: str, node: str, wait: float, waiter: anyio.Event | None
+        self, envelope: Envelope, subject: str, node: str, wait: float, waiter: _Waiter | None
     ) -> DeliveryFailure | _InFlight:
         item = encode_item(Item(wait, self._wire(envelope)))
         if len(item) + self._overhead > self.cluster.max_frame:
@@ -429,6 +471,8 @@ class ClusterTransport(DurablePaths):
         # receiver holds a frame (its backlog's bound) plus the ack's way back.
         entry.limit = now + self.cluster.max_wait + self.cluster.ack_timeout
         self._pending[seq] = entry
+        if type(envelope) is Request and envelope.sender is not None and envelope.sender.startswith(_ASK):
+            self._asking[envelope.sender] = seq
         self._load[node] += 1
         self.counts["sent"] += 1
         queue = self._outgoing.get(subject)
@@ -486,6 +530,9 @@ class ClusterTransport(DurablePaths):
         entry = self._pending.pop(seq, None)
         if entry is None:
             return  # a late or forged ack
+        asker = entry.envelope.sender
+        if asker is not None and self._asking.get(asker) == seq:
+            del self._asking[asker]
         node = entry.node
         sent = self._sent.get(entry.batch)
         if sent is not None:
@@ -651,6 +698,12 @@ class ClusterTransport(DurablePaths):
         envelope = frame.envelope
         if for_ask:
             envelope = msgspec.structs.replace(envelope, recipient=_ASK + envelope.recipient.split("/")[2])
+            seq = self._asking.get(envelope.recipient, 0)
+            request = self._pending.get(seq)
+            if request is not None and request.envelope.recipient == envelope.sender:
+                # The answer is word that the request was delivered: the asker
+                # need not wait for the ack (it may come in the same read, after it).
+                self._settle(seq, None, "")
         endpoint = self.registry.lookup(envelope.recipient)
         if endpoint is None or not (for_ask or self.leases.owns(envelope.recipient)):
             if not for_ask:
@@ -785,6 +838,18 @@ class ClusterTransport(DurablePaths):
         if answers is None:
             answers = self._acks_out[reply] = []
         answers.append(AckItem(index, ack.failure, ack.detail[:MAX_DETAIL]))
+        if not self._acks_due and not self._flushing and self._started:
+            # One turn later than a frame would leave: what the delivery
+            # set off (the handler's reply, the asker's next request) usually
+            # leaves with it, in one write instead of two.
+            self._acks_due = True
+            try:
+                self._bridge.soon(self._flush_acks)
+            except RuntimeError:  # the loop has ended
+                self._acks_due = False
+
+    def _flush_acks(self) -> None:
+        self._acks_due = False
         self._flush_soon()
 
     def statistics(self) -> dict[str, int]:

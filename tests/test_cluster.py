@@ -463,3 +463,26 @@ async def test_stress_a_stop_during_a_backlog_loses_nothing(
 ) -> None:
     for round_ in range(40):
         await _stop_during_a_backlog(nats_server, engine, f"{prefix}r{round_}", kitchen)
+
+
+async def test_an_ask_ends_with_its_reply_even_before_the_delivery_ack(
+    nats_server: NatsServer, engine: Engine, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply from the asked actor is word that the request was delivered: the ask
+    returns at once even when the receiving node's delivery ack is late or lost (here
+    b never acks a request), and the request is no longer in flight."""
+    async with node(nats_server, engine, prefix, "a") as a, node(nats_server, engine, prefix, "b") as b:
+        await b.spawn_native("calc", Calc())
+        assert b.cluster is not None and a.cluster is not None
+        acked = b.cluster._ack
+
+        def ack_all_but_requests(to: tuple[str, int], ack: object) -> None:
+            if to[0].startswith(f"{prefix}.ack.a."):
+                return  # a's frames (its requests) are never acked
+            acked(to, ack)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(b.cluster, "_ack", ack_all_but_requests)
+        with anyio.fail_after(5):  # without the reply's word: ack_timeout (5 s) + the wait
+            for _ in range(3):
+                assert await a.ref("calc").ask(b"get", timeout=30) == b"0"
+        assert a.cluster.statistics()["in_flight"] == 0
