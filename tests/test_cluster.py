@@ -473,7 +473,8 @@ async def test_an_ask_ends_with_its_reply_even_before_the_delivery_ack(
     b never acks a request), and the request is no longer in flight."""
     async with node(nats_server, engine, prefix, "a") as a, node(nats_server, engine, prefix, "b") as b:
         await b.spawn_native("calc", Calc())
-        assert b.cluster is not None and a.cluster is not None
+        assert b.cluster is not None
+        assert a.cluster is not None
         acked = b.cluster._ack
 
         def ack_all_but_requests(to: tuple[str, int], ack: object) -> None:
