@@ -265,7 +265,7 @@ async def test_durable_messages_commit_while_a_long_prune_runs(
             await b.spawn("solo", kitchen, limits=PY, durable=True)
             transport = b.cluster
             assert transport is not None
-            transport.prune_batch = 50
+            transport.prune_batch = 25
             await transport.prune_processed()  # the actor is seen: its grace starts
             clock.now += 4.0
             pruned: list[int] = []
