@@ -65,6 +65,11 @@ class Cluster:
     #: seconds (chosen by the first node that creates the stream): an outbox
     #: republished after an outage longer than this can duplicate.
     dedup_window: float = 24 * 3600.0
+    #: Durable mode: seconds a durable actor's node remembers a processed
+    #: message id (its ``processed`` table is pruned past that, in small
+    #: batches, every ``prune_every``): a duplicate arriving later runs again.
+    #: At least ``dedup_window`` and twice ``ack_wait`` (docs/cluster.md, pruning).
+    processed_retention: float = 7 * 24 * 3600.0
     #: A NATS credentials file (JWT and NKey seed).
     creds: str | os.PathLike[str] | None = None
     #: A NATS token.
@@ -83,10 +88,17 @@ class Cluster:
             value = getattr(self, what)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")
-        for what in ("ack_timeout", "max_wait", "ack_wait", "dedup_window"):
+        for what in ("ack_timeout", "max_wait", "ack_wait", "dedup_window", "processed_retention"):
             value = getattr(self, what)
             if not (isinstance(value, int | float) and 0 < value < math.inf):
                 raise ValueError(f"{what} must be a positive number of seconds, got {value!r}")
+        floor = max(self.dedup_window, 2 * self.ack_wait)
+        if self.processed_retention < floor:
+            raise ValueError(
+                f"processed_retention must be at least the stream's dedup_window ({self.dedup_window:g} s)"
+                f" and twice ack_wait ({2 * self.ack_wait:g} s), got {self.processed_retention:g} s:"
+                " a duplicate arriving past it would run again"
+            )
         if isinstance(self.url, str) and not self.url:
             raise ValueError("the cluster url is empty")
 

@@ -37,7 +37,7 @@ from ._leases import cancel_until_done, watch_entries
 from ._wire import address_token, token_address
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from nats.aio.msg import Msg
     from nats.js.api import PubAck
@@ -56,6 +56,7 @@ __all__ = [
     "DurableEndpoint",
     "OutboxEntry",
     "OutboxStore",
+    "Pruner",
     "Receipt",
     "as_durable",
     "check_id",
@@ -170,11 +171,42 @@ class OutboxEntry(Protocol):
 
 
 class OutboxStore(Protocol):
-    """Where durable handlers' outgoing messages wait (``runtime.SQLiteStorage``)."""
+    """Where durable handlers' outgoing messages wait and their processed ids
+    are kept (``runtime.SQLiteStorage``)."""
+
+    #: Wall-clock seconds, as the store stamps processed ids.
+    clock: Callable[[], float]
 
     def outbox(self, limit: int = 256) -> Sequence[OutboxEntry]: ...
 
     def outbox_done(self, seqs: Sequence[int]) -> None: ...
+
+    def prune_processed(self, namespace: str, before: float, limit: int = 500) -> int: ...
+
+
+class Pruner:
+    """Which processed ids a node may forget, and from when (docs/cluster.md,
+    "Pruning the processed table").
+
+    An id is kept ``retention`` seconds after it was recorded, and the ids of
+    an actor only once this node has consumed for it ``grace`` seconds
+    (twice ``ack_wait``): a message committed before a crash whose ack was
+    lost is redelivered when the consumer runs again, however long the node
+    was down, so its id must outlive that first stretch of consuming. The
+    ids of an actor not consumed here are kept (it may come back)."""
+
+    def __init__(self, retention: float, grace: float) -> None:
+        self.retention = retention
+        self.grace = grace
+        #: When each hosted actor was first seen consumed here (clock seconds).
+        self._since: dict[str, float] = {}
+
+    def due(self, hosted: Iterable[str], now: float) -> list[tuple[str, float]]:
+        """``(namespace, forget ids recorded before this)`` for each actor due."""
+        since = {address: self._since.get(address, now) for address in hosted}
+        self._since = since
+        cutoff = now - self.retention
+        return [(address, cutoff) for address, start in sorted(since.items()) if now - start >= self.grace]
 
 
 class Durable:
@@ -198,6 +230,12 @@ class Durable:
         self._synced = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        #: The durable actors this node consumes for (replaced whole, never
+        #: changed in place: the receiving loop reads it from another thread).
+        self.hosted: frozenset[str] = frozenset()
+        #: The stream's deduplication window as the server has it (the first
+        #: node to create the stream chose it), in seconds.
+        self.dedup_window = cluster.dedup_window
         #: This run's part of host message ids.
         self.boot = os.urandom(6).hex()
         self._seq = 0
@@ -224,7 +262,9 @@ class Durable:
             )
             with contextlib.suppress(Exception):  # created meanwhile by another node: bind below
                 await js.add_stream(config)
-            await js.stream_info(self.stream)
+        info = await js.stream_info(self.stream)
+        if info.config.duplicate_window:
+            self.dedup_window = float(info.config.duplicate_window)
         try:
             self._kv = await js.key_value(self.bucket)
         except BucketNotFoundError:
@@ -239,6 +279,7 @@ class Durable:
     async def _close(self) -> None:
         tasks = {*self._consumers.values(), *([self._watch] if self._watch is not None else [])}
         self._consumers.clear()
+        self.hosted = frozenset()
         await cancel_until_done(tasks)
 
     async def _watching(self) -> None:
@@ -296,6 +337,7 @@ class Durable:
             old.cancel()
         task = asyncio.get_running_loop().create_task(self._consuming(name, window))
         self._consumers[address] = task
+        self.hosted = frozenset(self._consumers)
 
     async def undeclare(self, address: str) -> None:
         """``address`` is no longer durable (spawned again in core mode)."""
@@ -314,6 +356,7 @@ class Durable:
             task = self._consumers.pop(address, None)
             if task is not None:
                 task.cancel()
+            self.hosted = frozenset(self._consumers)
 
         with contextlib.suppress(RuntimeError):  # closed
             self._bridge.run_soon(cancel)

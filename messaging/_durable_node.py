@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 import anyio
 import msgspec
 
-from ._durable import MESSAGE_ID_HEADER, Receipt, as_durable, check_id, id_scope
+from ._durable import MESSAGE_ID_HEADER, Pruner, Receipt, as_durable, check_id, id_scope
 from ._envelope import Envelope, Request, Tell
 from ._transport import DeliveryFailure
 from ._wire import Ack, Frame, WireError, decode_frame, encode_frame
@@ -55,6 +55,14 @@ class DurablePaths:
     _dur: str
     _durable_load: int
     _outbox_wake: anyio.Event
+
+    #: Seconds between two passes of the processed-table pruner.
+    prune_every: float = 600.0
+    #: Processed ids forgotten per SQLite transaction (commits run in between).
+    prune_batch: int = 500
+    #: Set when the outbox publisher starts (with ``start(outbox=...)``).
+    _store: OutboxStore | None = None
+    _pruner: Pruner | None = None
 
     def _wire(self, envelope: Envelope) -> Envelope:
         raise NotImplementedError
@@ -140,6 +148,51 @@ class DurablePaths:
         self._outbox_wake.set()
 
     async def _publishing_outbox(self, store: OutboxStore) -> None:
+        """The node's durable store: its outbox publisher and its pruner."""
+        cluster = self.cluster
+        retention = max(cluster.processed_retention, self.durable.dedup_window)
+        if retention > cluster.processed_retention:
+            log.warning(
+                "durable: the stream's dedup window (%g s) is longer than processed_retention:"
+                " keeping processed ids that long",
+                retention,
+            )
+        self._store = store
+        self._pruner = Pruner(retention, 2 * cluster.ack_wait)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._pruning)
+            await self._publishing(store)
+
+    async def _pruning(self) -> None:
+        while True:
+            try:
+                await self.prune_processed()
+            except Exception:  # a failed pass (a storage error) is tried again at the next
+                log.exception("durable: pruning the processed ids failed")
+            await anyio.sleep(self.prune_every)  # a period, not a wait for an event
+
+    async def prune_processed(self) -> int:
+        """One pass of the pruner (every ``prune_every`` seconds): forget the
+        processed ids past their retention of each durable actor consumed
+        here long enough, in batches of ``prune_batch`` on a worker thread;
+        how many went."""
+        store, pruner = self._store, self._pruner
+        if store is None or pruner is None:
+            return 0
+        total = 0
+        for namespace, before in pruner.due(self.durable.hosted, store.clock()):
+            while True:
+                removed = await anyio.to_thread.run_sync(
+                    store.prune_processed, namespace, before, self.prune_batch
+                )
+                total += removed
+                if removed < self.prune_batch:
+                    break
+        if total:
+            self.counts["processed-pruned"] += total
+        return total
+
+    async def _publishing(self, store: OutboxStore) -> None:
         """Send what durable handlers committed to the outbox, oldest first,
         and remove each row once the stream (or a core delivery) took it. At
         start, what a previous run left: the ids repeat, the stream drops

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
@@ -161,10 +162,15 @@ class SQLiteStorage:
     short and writes are batched one transaction per call. A second table
     keeps each namespace's :meth:`usage`, updated in the same transaction as
     the rows (a file written before it existed is counted once, at open).
+
+    ``clock`` (seconds, ``time.time`` by default) stamps each processed
+    message id, for :meth:`prune_processed`; tests pass a clock they move.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        #: Wall-clock seconds: when a message id was recorded as processed.
+        self.clock = clock
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -261,18 +267,31 @@ class SQLiteStorage:
     # -- durable mode: processed message ids and the outbox ------------------------
 
     def _durable_tables(self) -> None:
-        """Create the durable-mode tables on first use (files without them stay as they were)."""
+        """Create the durable-mode tables on first use (files without them stay
+        as they were), and migrate a ``processed`` table from before its ``at``
+        column: its rows count as recorded now, so they are kept a whole
+        retention from the upgrade."""
         if self._durable_ready:
             return
-        with self._lock, _wrapped(self.path):
+
+        def body() -> None:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS processed (ns TEXT NOT NULL, id TEXT NOT NULL,"
-                " outcome TEXT NOT NULL, PRIMARY KEY (ns, id)) WITHOUT ROWID"
+                " outcome TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (ns, id)) WITHOUT ROWID"
             )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(processed)")}
+            if "at" not in columns:
+                # A constant default: SQLite adds the column without rewriting the rows.
+                now = float(self.clock())
+                self._db.execute(f"ALTER TABLE processed ADD COLUMN at REAL NOT NULL DEFAULT {now!r}")
+            self._db.execute("CREATE INDEX IF NOT EXISTS processed_at ON processed (ns, at)")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                 " ns TEXT NOT NULL, id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL, data BLOB NOT NULL)"
             )
+
+        with self._lock, _wrapped(self.path):
+            self._in_transaction(body)
         self._durable_ready = True
 
     def processed(self, namespace: str, message_id: str) -> str | None:
@@ -296,12 +315,13 @@ class SQLiteStorage:
         processed and its outgoing messages queued in the outbox. ``False``
         (nothing written) when the id was already processed."""
         self._durable_tables()
+        now = float(self.clock())
 
         def body() -> None:
             try:
                 self._db.execute(
-                    "INSERT INTO processed (ns, id, outcome) VALUES (?, ?, ?)",
-                    (namespace, message_id, outcome),
+                    "INSERT INTO processed (ns, id, outcome, at) VALUES (?, ?, ?, ?)",
+                    (namespace, message_id, outcome, now),
                 )
             except sqlite3.IntegrityError:
                 raise _AlreadyProcessed from None
@@ -317,6 +337,20 @@ class SQLiteStorage:
             except _AlreadyProcessed:
                 return False
         return True
+
+    def prune_processed(self, namespace: str, before: float, limit: int = 500) -> int:
+        """Forget up to ``limit`` of ``namespace``'s processed ids recorded
+        before ``before`` (clock seconds), oldest first, in one short
+        transaction; how many went. A caller prunes a namespace in batches
+        so that commits run in between."""
+        self._durable_tables()
+        with self._lock, _wrapped(self.path):
+            cursor = self._db.execute(
+                "DELETE FROM processed WHERE ns=? AND id IN (SELECT id FROM processed"
+                " WHERE ns=? AND at<? ORDER BY at LIMIT ?)",
+                (namespace, namespace, before, limit),
+            )
+            return max(cursor.rowcount, 0)
 
     def outbox(self, limit: int = 256) -> list[OutboxRow]:
         """The oldest queued outgoing messages of every namespace, in commit order."""
