@@ -238,9 +238,9 @@ def _cluster_bars(r: dict[str, Any]) -> list[Bar]:
     out = []
     why = (
         "Both nodes share this process, its GIL and its event loop (on trio each message also "
-        "crosses the NATS bridge thread twice); an ask is a request frame, a delivery ack and a "
-        "reply frame, each decoded and checked in Python, and a tell waits for its delivery ack "
-        "(one ack per frame: batched acks are the next step) (docs/cluster.md)."
+        "crosses the NATS bridge thread twice); each message is decoded, checked and delivered "
+        "in Python on the receiving node and settled by its ack on the sending node; an awaited "
+        "tell waits for its delivery ack (docs/cluster.md)."
     )
     for backend in ("asyncio", "trio"):
         ours = rows[f"wasmactors cross-node, {backend}"]
@@ -254,11 +254,23 @@ def _cluster_bars(r: dict[str, Any]) -> list[Bar]:
                 why,
             )
         )
+        if "pipelined_tells_per_s" in ours:
+            piped = ours["pipelined_tells_per_s"]
+            ratio = piped / raw["tells_per_s"]
+            out.append(
+                Bar(
+                    "cluster",
+                    f"cross-node tells (pipelined, one task) ≥ 0.5x nats-py publish rate, {backend}",
+                    f"{piped:,.0f}/s vs {raw['tells_per_s']:,.0f}/s ({ratio:.2f}x)",
+                    ratio >= 0.5,
+                    why,
+                )
+            )
         ratio = ours["tells_per_s"] / raw["tells_per_s"]
         out.append(
             Bar(
                 "cluster",
-                f"cross-node tells ≥ 0.5x nats-py publish rate, {backend}",
+                f"cross-node tells (64 tasks, each awaiting its ack) ≥ 0.5x nats-py publish rate, {backend}",
                 f"{ours['tells_per_s']:,.0f}/s vs {raw['tells_per_s']:,.0f}/s ({ratio:.2f}x)",
                 ratio >= 0.5,
                 why,
@@ -451,6 +463,7 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
                 f"{row['ask_us']['p50']:.0f}" if "ask_us" in row else "",
                 f"{row['ask_us']['p99']:.0f}" if "ask_us" in row else "",
                 f"{row['tells_per_s']:,.0f}" if "tells_per_s" in row else "",
+                f"{row['pipelined_tells_per_s']:,.0f}" if "pipelined_tells_per_s" in row else "",
             ]
             for name, row in cl["rows"].items()
         ]
@@ -458,8 +471,9 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
         tables.append(
             (
                 f"Cluster: two nodes on one nats-server, 16 B messages ({cl['asks']:,} asks; "
-                f"{cl['tells']:,} tells from {cl['tellers']} tasks{durable})",
-                ["", "ask p50 (µs)", "ask p99 (µs)", "tells/s"],
+                f"{cl['tells']:,} tells from {cl['tellers']} tasks each awaiting its ack, and "
+                f"from one task pipelined{durable})",
+                ["", "ask p50 (µs)", "ask p99 (µs)", "tells/s (64 tasks)", "tells/s (pipelined)"],
                 rows,
             )
         )
