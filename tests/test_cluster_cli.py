@@ -138,3 +138,20 @@ def test_cluster_commands_fail_clearly_without_a_server(tmp_path: Path) -> None:
     err = io.StringIO()
     assert main(["cluster", "status", "--cluster", "nats://127.0.0.1:1"], out=out, err=err) == 1
     assert "cannot connect" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--ack-wait", "-1"], "ack_wait must be a positive number"),
+        (["--processed-retention", "5"], "processed_retention must be at least"),
+        (["--ack-wait", "600", "--processed-retention", "86400"], "twice ack_wait (1200 s)"),
+    ],
+)
+def test_node_settings_out_of_range_are_one_clear_line(flags: list[str], words: str) -> None:
+    """Durable settings the node would break under are refused before it connects."""
+    out, err = io.StringIO(), io.StringIO()
+    args = ["node", str(ROOT / "examples" / "cluster" / "topology.toml"), "--cluster", "nats://127.0.0.1:1"]
+    assert main([*args, "--name", "a", *flags], out=out, err=err) == 1
+    assert words in err.getvalue()
+    assert "cannot connect" not in err.getvalue()

@@ -215,6 +215,14 @@ def _cluster_parsers(
         metavar="SECONDS",
         help="durable actors: how long JetStream waits for an ack before redelivering (default 30)",
     )
+    node.add_argument(
+        "--processed-retention",
+        type=float,
+        default=7 * 24 * 3600.0,
+        metavar="SECONDS",
+        help="durable actors: how long a handled message's id is kept to recognise a redelivery"
+        " (default 604800: 7 days; at least the stream's dedup window and twice --ack-wait)",
+    )
     node.add_argument("--trio", action="store_true", help="run on trio instead of asyncio")
     node.add_argument("-q", "--quiet", action="store_true", help="hide guest log lines")
     for kind, what in (
@@ -394,7 +402,13 @@ def _cmd_node(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         storage = None
     else:
         storage = Path(args.storage) if args.storage else args.topology.with_suffix(f".{args.name}.db")
-    cluster = Cluster(args.cluster, node=args.name, prefix=args.prefix, ack_wait=args.ack_wait)
+    cluster = Cluster(
+        args.cluster,
+        node=args.name,
+        prefix=args.prefix,
+        ack_wait=args.ack_wait,
+        processed_retention=args.processed_retention,
+    )
     with Engine() as engine:
         report = anyio.run(
             lambda: _clustercli.run_node(
