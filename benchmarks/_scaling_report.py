@@ -24,8 +24,8 @@ def _rate(row: dict[str, Any]) -> str:
 
 def _cores(row: dict[str, Any]) -> str:
     busy, idle = row["cores_busy"]["median"], row["cores_idle"]["median"]
-    stolen = row.get("cores_stolen", {}).get("median", 0.0)
-    return f"{busy:.2f} / {idle:.2f}" + (f" ({stolen:.2f} stolen)" if stolen >= 0.05 else "")
+    driver, stolen = row["driver_busy"]["median"], row["cores_stolen"]["median"]
+    return f"{busy:.2f} ({driver:.2f}) / {idle:.2f}" + (f", {stolen:.2f} stolen" if stolen >= 0.05 else "")
 
 
 def sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -36,7 +36,7 @@ def sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     header = [""]
     for kind in kinds:
         label = _LABELS.get(kind, kind)
-        header += [f"{label}: messages/s", "speed-up", "cores busy / idle"]
+        header += [f"{label}: messages/s", "speed-up", "cores busy (driver) / idle"]
     rows = []
     for key, label in _ROWS:
         cells = [label]
@@ -50,7 +50,8 @@ def sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
         f"{s['messages']:,} asks from a driver node ({s['in_flight']} in flight per worker), "
         f"{s['repeats']} run{'s' if s['repeats'] != 1 else ''} a row, {s['cores']} cores "
         f"({work}; speed-up against 1 node process; "
-        "cores busy: CPU time of the driver and every node over the wall time; idle: the machine's)"
+        "cores busy: CPU time of the driver and every node over the wall time, the driver's in "
+        "parentheses; idle: the machine's idle cores)"
     )
     return [(title, header, rows)]
 
