@@ -11,6 +11,8 @@ _LABELS = {"wasm": "wasm guest", "python": "native Python"}
 
 
 class Verdict(NamedTuple):
+    """A bar's verdict; report.py adds the issue."""
+
     text: str
     measured: str
     met: bool
@@ -57,34 +59,47 @@ def sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
 
 
 def bars(r: dict[str, Any]) -> list[Verdict]:
+    """Set here, for issue 13's "the way past one GIL" (it names no figure), at
+    80 % of the ideal on the most node processes that can each have a core:
+    GIL-bound (native Python) workers speed up with the node processes; wasm
+    workers, which one process already runs in parallel, keep the cores doing
+    their work (messages/s x the work's time alone) however they are spread."""
     s = r.get("scaling")
     if not s or "2" not in next(iter(s["rows"].values())):
         return []
     cores = s["cores"]
-    # The most node processes that can each have a core of their own.
     nodes = str(max(n for n in (1, 2, 4) if n <= max(cores, 1)))
     if nodes == "1":
         return []
-    goal = 0.8 * int(nodes)
     out = []
-    for kind, rows in s["rows"].items():
-        best = rows[nodes]
-        note = (
-            "One node already runs wasm on its worker threads with the GIL released, so one process "
-            "can keep both cores busy; whether it does varies from run to run (the cores busy column), "
-            "and a second process has nothing left to add then."
-            if kind == "wasm"
-            else "The driver node's asks and the nodes share the same cores (cores busy counts them "
-            "all); a machine with idle cores near 0 was busy with other work too."
-        )
+    rows = s["rows"].get("python")
+    if rows:
+        goal, got = 0.8 * int(nodes), rows[nodes]
         out.append(
             Verdict(
-                f"{_LABELS.get(kind, kind)} workers on {nodes} node processes ≥ {goal:.1f}x one node "
-                f"({cores} cores; bar set here: 80 % of the ideal)",
-                f"{best['speedup']:.2f}x ({best['messages_per_s']['median']:,.0f}/s vs "
+                f"GIL-bound (native Python) workers on {nodes} node processes ≥ {goal:.1f}x one node "
+                f"({cores} cores; bar set here)",
+                f"{got['speedup']:.2f}x ({got['messages_per_s']['median']:,.0f}/s vs "
                 f"{rows['1']['messages_per_s']['median']:,.0f}/s)",
-                best["speedup"] >= goal,
-                note,
+                got["speedup"] >= goal,
+                "The driver node's asks share the cores with the nodes (cores busy counts them all); "
+                "idle cores near 0 with fewer busy than the machine has mean other work was running.",
+            )
+        )
+    rows = s["rows"].get("wasm")
+    if rows:
+        goal, got = 0.8 * int(nodes), rows[nodes]
+        work = got["messages_per_s"]["median"] * s["work_ms"]["wasm"] / 1e3
+        out.append(
+            Verdict(
+                f"wasm workers on {nodes} node processes keep ≥ {goal:.1f} of {cores} cores doing their "
+                "work (messages/s x the work's time alone; bar set here)",
+                f"{work:.2f} cores ({got['messages_per_s']['median']:,.0f}/s x "
+                f"{s['work_ms']['wasm']:.2f} ms; {got['cores_busy']['median']:.2f} busy)",
+                work >= goal,
+                "Busy cores beyond the work are the driver's asks (its own column), each node's "
+                "messaging in Python and the hand-offs between its loop and worker threads; the work's "
+                "time alone is timed in the same run on one idle worker in one process.",
             )
         )
     return out

@@ -66,7 +66,8 @@ def test_every_scenario_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     assert "### The bars" in text
     assert "4-stage pipeline of WAT forwarders" in text  # issue 11's bars
     assert "ask p50 ≤ 1.5x the anyio memory-stream floor's, same run (trio)" in text
-    assert "native Python workers on 2 node processes" in text  # issue 13's scaling, judged
+    assert "GIL-bound (native Python) workers on 2 node processes" in text  # issue 13, judged
+    assert "wasm workers on 2 node processes keep" in text
     rows = results["scaling"]["rows"]
     assert set(rows) == {"wasm", "python"}
     for kind in rows.values():  # every placement measured, beside the peer in one process
