@@ -6,12 +6,13 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
 from benchmarks import report, scaling
 from benchmarks.__main__ import SCENARIOS, main
+from wasmactors.runtime import Engine
 
 from .conftest import CACHE
 
@@ -107,4 +108,17 @@ def test_scaling_node_that_cannot_start_is_a_clear_error(nats_server: NatsServer
         scaling._running_nodes(nats_server.url, "bad prefix", 2, tmp_path, CACHE),
     ):
         pytest.fail("the nodes cannot be ready")
+    assert _children() == before
+
+
+def test_scaling_run_that_fails_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the scaling scenario fails mid-run, its nodes and its nats-server are stopped before it raises."""
+
+    async def failing_driver(*args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError("the driver failed")
+
+    monkeypatch.setattr(scaling, "_driver", failing_driver)
+    before = _children()
+    with Engine(cache_dir=CACHE) as engine, pytest.raises(RuntimeError, match="the driver failed"):
+        scaling.run(engine, quick=True)
     assert _children() == before
