@@ -8,8 +8,9 @@ Scenarios: calls (the call floor vs stock wasmtime-py and Extism), actors (tell
 throughput and ask latency vs Pykka and the anyio floor), pipeline, fanout,
 lifecycle (load, instantiate, restart, 1,000 actors), limits (the cost of fuel
 and epoch interruption), timeouts (how late a 50 ms timeout fires under
-GIL load), cluster (two nodes over nats-server vs raw nats-py). Nothing here
-asserts a timing: it measures and reports.
+GIL load), cluster (two nodes over nats-server vs raw nats-py), scaling (a
+CPU-bound topology over 1, 2 and 4 node processes). Nothing here asserts a
+timing: it measures and reports.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from typing import Any
 
 from wasmactors.runtime import Engine
 
-from . import actors, calls, cluster, fanout, lifecycle, limits, pipeline, report, timeouts
+from . import actors, calls, cluster, fanout, lifecycle, limits, pipeline, report, scaling, timeouts
 from ._util import ROOT, machine
 
-SCENARIOS = ("calls", "actors", "pipeline", "fanout", "lifecycle", "limits", "timeouts", "cluster")
+SCENARIOS = ("calls", "actors", "pipeline", "fanout", "lifecycle", "limits", "timeouts", "cluster", "scaling")
 
 
 def run(only: tuple[str, ...], *, quick: bool, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -55,6 +56,8 @@ def run(only: tuple[str, ...], *, quick: bool, cache_dir: Path | None = None) ->
                 results[name] = timeouts.run(quick=quick)
             elif name == "cluster":
                 results[name] = cluster.run(engine, quick=quick)
+            elif name == "scaling":
+                results[name] = scaling.run(engine, quick=quick)
             print(f"    {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     results["elapsed_s"] = time.perf_counter() - started
     return results

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import _scaling_report
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -94,6 +96,7 @@ def bars(r: dict[str, Any]) -> list[Bar]:
         )
     out += _timeout_bars(r)
     out += _cluster_bars(r)
+    out += [Bar("13", *verdict) for verdict in _scaling_report.bars(r)]
     elapsed = r.get("elapsed_s")
     if (
         elapsed
@@ -477,6 +480,7 @@ def _sections(r: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]
                 rows,
             )
         )
+    tables += _scaling_report.sections(r)
     return tables
 
 
