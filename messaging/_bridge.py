@@ -246,9 +246,10 @@ class NatsBridge:
         task.add_done_callback(self._tasks.discard)
 
     async def _drain_out(self) -> None:
-        before, self._before = self._before, []
-        for callback in before:
-            callback()
+        while self._before:  # a callback may add one
+            before, self._before = self._before, []
+            for callback in before:
+                callback()
         self._out_scheduled = False
         nc = self._nc
         out = self._out

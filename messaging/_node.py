@@ -42,6 +42,7 @@ import contextlib
 import itertools
 import logging
 import math
+import random
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -238,7 +239,9 @@ class ClusterTransport(DurablePaths):
         self._durable_load = 0
         self._outbox_wake = anyio.Event()
         self._owners: anyio.Event | None = None
-        self._seq = itertools.count(1)
+        # Numbers from a random start: a late ack for a batch of this node's
+        # previous run (the same name, the same ack subjects) names none of this run's.
+        self._seq = itertools.count(random.SystemRandom().randrange(1, 1 << 48))
         self._pending: dict[int, _InFlight] = {}
         #: Host asks' requests in flight: ``$ask/N`` -> their sequence number.
         self._asking: dict[str, int] = {}
@@ -250,6 +253,8 @@ class ClusterTransport(DurablePaths):
         self._acks_out: dict[str, list[AckItem]] = {}
         self._flushing = False
         self._acks_due = False
+        #: Batches and acks leave (from ``start`` until the connection closes).
+        self._sending = False
         self._waiter: Callable[[], _Waiter] = anyio.Event
         self._overhead = batch_overhead(self.node)
         self._load: Counter[str] = Counter()
@@ -296,6 +301,7 @@ class ClusterTransport(DurablePaths):
                 await self._bridge.aclose(drain=False)
             raise
         self._tg = tg
+        self._sending = True
         self._waiter = _waiters()
         tg.start_soon(self._receiving)
         tg.start_soon(self._expiring)
@@ -319,12 +325,11 @@ class ClusterTransport(DurablePaths):
                     await self.durable.close()
                 await self.leases.close(release=release)
             finally:
+                self._flush()  # what the receiving task answered or sent meanwhile
+                self._sending = False
                 await self._bridge.aclose(drain=release)
-        for entry in self._pending.values():
-            if entry.waiter is not None:
-                entry.failure, entry.detail = DeliveryFailure.STOPPED, "the node left the cluster"
-                entry.waiter.set()
-        self._pending.clear()
+        for seq in list(self._pending):  # never acked: the waiting sender or a dead letter says so
+            self._settle(seq, DeliveryFailure.STOPPED, "the node left the cluster", heard=False)
         self._asking.clear()
         self._sent.clear()
         self._outgoing.clear()
@@ -483,7 +488,7 @@ class ClusterTransport(DurablePaths):
         return entry
 
     def _flush_soon(self) -> None:
-        if not self._flushing and self._started:
+        if not self._flushing and self._sending:
             self._flushing = True
             try:
                 self._bridge.publish_soon(self._flushed)
@@ -626,12 +631,16 @@ class ClusterTransport(DurablePaths):
         except WireError as exc:
             log.warning("cluster: %s on %s", exc, incoming.subject)
             return
-        for ack in acks:
+        # An honest answer names each item once: more is a peer's flood, not read.
+        for ack in acks[: len(seqs) + 1]:
             if 0 <= ack.index < len(seqs):
                 self._settle(seqs[ack.index], ack.failure, ack.detail)
             elif ack.index == ACK_ALL:
                 for seq in seqs:
                     self._settle(seq, ack.failure, ack.detail)
+                return
+            if not sent.left:
+                return
 
     def _on_batch(self, incoming: Incoming, token: str, *, for_ask: bool) -> None:
         try:
@@ -838,7 +847,7 @@ class ClusterTransport(DurablePaths):
         if answers is None:
             answers = self._acks_out[reply] = []
         answers.append(AckItem(index, ack.failure, ack.detail[:MAX_DETAIL]))
-        if not self._acks_due and not self._flushing and self._started:
+        if not self._acks_due and not self._flushing and self._sending:
             # One turn later than a frame would leave: what the delivery
             # set off (the handler's reply, the asker's next request) usually
             # leaves with it, in one write instead of two.

@@ -73,11 +73,25 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-@functools.lru_cache(maxsize=4096)
 def address_token(address: str) -> str:
-    """The subject tokens (and KV key) for an actor address or a node name
-    (the hot path asks for the same few many times: cached; an address that
-    raises is not)."""
+    """The subject tokens (and KV key) for an actor address or a node name.
+    The hot path asks for the same few many times: cached, but only for
+    short strings (a peer's long ones must not stay in memory)."""
+    if len(address) <= _CACHED:
+        return _cached_token(address)
+    return _token(address)
+
+
+#: Addresses up to this long are cached (names are at most 100 characters a segment).
+_CACHED = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_token(address: str) -> str:
+    return _token(address)  # an address that raises is not cached
+
+
+def _token(address: str) -> str:
     segments = address.split("/")
     if not all(segments):
         raise ValueError(f"address {address!r} has an empty segment")
@@ -167,7 +181,7 @@ _acks_decoder = msgspec.msgpack.Decoder(list[AckItem])
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
 
 #: A message of acks: at most :data:`MAX_BATCH` items, each with a short detail.
-MAX_ACKS = MAX_BATCH * (MAX_DETAIL * 4 + 16)
+MAX_ACKS = MAX_BATCH * (MAX_DETAIL * 4 + 32)
 
 
 def encode_frame(frame: Frame) -> bytes:

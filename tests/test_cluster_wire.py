@@ -54,6 +54,19 @@ def test_address_tokens_round_trip() -> None:
         address_token("a b")
 
 
+def test_long_addresses_from_the_wire_are_not_cached() -> None:
+    """Tokens are cached for the hot path, but a peer's long recipients (each refused)
+    must not stay in memory: only short addresses are kept."""
+    from wasmactors.messaging._wire import _cached_token
+
+    before = _cached_token.cache_info().currsize
+    for i in range(50):
+        assert address_token(f"{i}/" + "x" * 10_000).startswith(f"{i}.")
+    assert _cached_token.cache_info().currsize == before
+    address_token("short/name")
+    assert _cached_token.cache_info().currsize <= before + 1
+
+
 def encode_frame(frame: Frame) -> bytes:
     """A batch of one, as a node sends a frame alone."""
     return encode_batch(frame.origin, [encode_item(Item(frame.wait, frame.envelope))])
@@ -293,3 +306,54 @@ async def test_a_flood_of_answers_into_a_backlog_is_bounded_node_wide(
                 for incoming in await raw.inbound():
                     acks[int(incoming.subject.rsplit(".", 1)[1])] = first_ack(incoming.data)
         assert b.cluster.statistics()["waiting"] == 0
+
+
+async def test_a_flood_of_forged_acks_is_read_once_per_batch(
+    nats_server: NatsServer, engine: Engine, prefix: str
+) -> None:
+    """A megabyte of forged 'every item' acks for a live batch of 256 is read no further
+    than the batch: the sender settles each item once (as the forger said) and its loop
+    does not stall (each of the 60,000 answers walking the batch again took seconds)."""
+    from wasmactors.actors import MailboxFullError
+    from wasmactors.messaging._wire import ACK_ALL, AckItem, encode_acks
+
+    gate = anyio.Event()
+
+    class Blocked:
+        async def handle_message(self, envelope: object, context: object) -> None:
+            await gate.wait()
+
+    outcomes: list[str] = []
+    async with (
+        node(nats_server, engine, prefix, "b") as b,
+        node(nats_server, engine, prefix, "a") as a,
+        raw_client(nats_server) as raw,
+    ):
+        await b.spawn_native("slow", Blocked(), mailbox_size=1)
+        await a.spawn_native("calc", Calc())
+        assert a.cluster is not None
+
+        async def tell() -> None:
+            try:
+                await a.ref("slow").tell(b"t")
+                outcomes.append("delivered")
+            except MailboxFullError:
+                outcomes.append("full")
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(256):
+                tg.start_soon(tell)
+            with anyio.fail_after(10):  # one batch of 256, most of it waiting in b's backlog
+                while not a.cluster._sent or len(outcomes) < 2:
+                    await anyio.sleep(0.01)
+            (number,) = a.cluster._sent
+            flood = encode_acks([AckItem(ACK_ALL, DeliveryFailure.MAILBOX_FULL)] * 60_000)
+            raw.publish(f"{prefix}.ack.a.{number}", flood)
+            with anyio.fail_after(2):  # the loop answers at once (it took seconds before)
+                while len(outcomes) < 256:
+                    await anyio.sleep(0.01)
+                assert await a.ref("calc").ask(b"get", timeout=1) == b"0"
+            gate.set()
+        assert outcomes.count("delivered") in (1, 2)  # in the mailbox, and perhaps being handled
+        assert outcomes.count("full") == 256 - outcomes.count("delivered")
+        assert not a.cluster._sent
