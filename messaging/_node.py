@@ -303,7 +303,8 @@ class ClusterTransport(DurablePaths):
         self._tg = tg
         self._sending = True
         self._waiter = _waiters()
-        tg.start_soon(self._receiving)
+        if not self._bridge.handle_inline(self._received):
+            tg.start_soon(self._receiving)
         tg.start_soon(self._expiring)
         if outbox is not None:
             tg.start_soon(self._publishing_outbox, outbox)
@@ -597,10 +598,13 @@ class ClusterTransport(DurablePaths):
     async def _receiving(self) -> None:
         while True:
             for incoming in await self._bridge.inbound():
-                try:
-                    self._dispatch(incoming)
-                except Exception:  # a bug must cost this message, not the node
-                    log.exception("cluster: failed to handle a message on %s", incoming.subject)
+                self._received(incoming)
+
+    def _received(self, incoming: Incoming) -> None:
+        try:
+            self._dispatch(incoming)
+        except Exception:  # a bug must cost this message, not the node
+            log.exception("cluster: failed to handle a message on %s", incoming.subject)
 
     def _dispatch(self, incoming: Incoming) -> None:
         subject = incoming.subject
