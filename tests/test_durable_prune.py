@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
@@ -25,6 +26,7 @@ from wasmactors.messaging._wire import Frame, encode_frame
 from wasmactors.runtime import SQLiteStorage
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from tests.nats_server import NatsServer
@@ -44,6 +46,22 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@asynccontextmanager
+async def solo_on_b(
+    nats_server: NatsServer, engine: Engine, kitchen: Component, prefix: str, db: SQLiteStorage
+) -> AsyncIterator[tuple[ActorSystem, ClusterTransport, NatsBridge]]:
+    """Node b on ``db`` (ack_wait 2 s) running the durable kitchen actor ``solo``, and a raw client."""
+    cluster = Cluster(nats_server.url, node="b", prefix=prefix, ack_wait=2.0)
+    async with (
+        ActorSystem(engine=engine, storage=db, shutdown_timeout=1.0, cluster=cluster) as b,
+        raw_client(nats_server) as raw,
+    ):
+        await probe(raw, prefix)
+        await b.spawn("solo", kitchen, limits=PY, durable=True)
+        assert b.cluster is not None
+        yield b, b.cluster, raw
 
 
 def test_processed_ids_are_pruned_by_age_in_batches(tmp_path: Path) -> None:
@@ -204,16 +222,8 @@ async def test_a_node_prunes_past_retention_and_still_skips_newer_redeliveries(
     clock.now += 5 * DAY
     db.commit_processed("solo", {}, "@x|new", ())
     clock.now += 2 * DAY + 60  # @x|old is a week and a minute old, @x|new two days
-    cluster = Cluster(nats_server.url, node="b", prefix=prefix, ack_wait=2.0)
     try:
-        async with (
-            ActorSystem(engine=engine, storage=db, shutdown_timeout=1.0, cluster=cluster) as b,
-            raw_client(nats_server) as raw,
-        ):
-            await probe(raw, prefix)
-            await b.spawn("solo", kitchen, limits=PY, durable=True)
-            transport = b.cluster
-            assert transport is not None
+        async with solo_on_b(nats_server, engine, kitchen, prefix, db) as (b, transport, raw):
             assert transport.durable.dedup_window == DAY  # as the server reports the stream's
             assert await transport.prune_processed() == 0  # consumed for less than twice ack_wait
             assert db.processed("solo", "@x|old") == "ok"
@@ -254,17 +264,9 @@ async def test_durable_messages_commit_while_a_long_prune_runs(
             [(f"@old|{i}", clock.now - 2 * WEEK + i) for i in range(old)],
         )
     db = SQLiteStorage(path, clock=clock)
-    cluster = Cluster(nats_server.url, node="b", prefix=prefix, ack_wait=2.0)
     n = 20
     try:
-        async with (
-            ActorSystem(engine=engine, storage=db, shutdown_timeout=1.0, cluster=cluster) as b,
-            raw_client(nats_server) as raw,
-        ):
-            await probe(raw, prefix)
-            await b.spawn("solo", kitchen, limits=PY, durable=True)
-            transport = b.cluster
-            assert transport is not None
+        async with solo_on_b(nats_server, engine, kitchen, prefix, db) as (b, transport, raw):
             transport.prune_batch = 25
             await transport.prune_processed()  # the actor is seen: its grace starts
             clock.now += 4.0
