@@ -201,15 +201,20 @@ class NatsBridge:
     def publish(self, subject: str, data: bytes, reply: str = "") -> None:
         """Queue a publish; never waits (batched onto the NATS loop)."""
         self._out.append((subject, data, reply))
-        if not self._out_scheduled:
-            self._out_scheduled = True
-            if self._thread is None and self._nc is not None:
-                # Inline: this is the NATS loop already; its drain starts next turn.
-                with contextlib.suppress(RuntimeError):  # the loop is closed: lost
-                    self._spawn_here(self._drain_out())
-                return
-            with contextlib.suppress(RuntimeError):  # closed: lost, as after a crash
-                self._soon(self._schedule_drain)
+        with contextlib.suppress(RuntimeError):  # closed: lost, as after a crash
+            self._drain_soon()
+
+    def _drain_soon(self) -> None:
+        """Start one drain of the queued publishes, if none is pending (raises
+        ``RuntimeError`` once the NATS loop has ended)."""
+        if self._out_scheduled:
+            return
+        self._out_scheduled = True
+        if self._thread is None and self._nc is not None:
+            # Inline: this is the NATS loop already; its drain starts next turn.
+            self._spawn_here(self._drain_out())
+        else:
+            self._soon(self._schedule_drain)
 
     def publish_soon(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` on the caller's loop soon, before the publishes
@@ -218,12 +223,9 @@ class NatsBridge:
         ``RuntimeError`` once the loop has ended."""
         if self._thread is None:
             self._before.append(callback)
-            if not self._out_scheduled:
-                self._out_scheduled = True
-                self._spawn_here(self._drain_out())
+            self._drain_soon()
         else:
-            assert self._caller_soon is not None, "connect() first"
-            self._caller_soon(callback)
+            self.soon(callback)
 
     def soon(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` on the caller's loop soon (from that loop)."""

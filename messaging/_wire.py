@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TypeVar
 
 import msgspec
 
@@ -56,6 +57,8 @@ __all__ = [
     "encode_item",
     "token_address",
 ]
+
+T = TypeVar("T")
 
 _ESCAPES = {".": "=2E"}
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-=]+$")
@@ -188,16 +191,21 @@ def encode_frame(frame: Frame) -> bytes:
     return _frame_encoder.encode(frame)
 
 
+def _decode(decoder: msgspec.msgpack.Decoder[T], data: bytes, max_size: int, what: str) -> T:
+    """``data`` decoded after a size check, or :class:`WireError` saying what is wrong."""
+    if len(data) > max_size:
+        raise WireError(f"{what} of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise WireError(f"invalid {what}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise WireError(f"undecodable {what}: {exc}") from None
+
+
 def decode_frame(data: bytes, max_size: int) -> Frame:
     """The frame in ``data``, or :class:`WireError` saying what is wrong."""
-    if len(data) > max_size:
-        raise WireError(f"frame of {len(data)} bytes exceeds the limit of {max_size}")
-    try:
-        return _frame_decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise WireError(f"invalid frame: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise WireError(f"undecodable frame: {exc}") from None
+    return _decode(_frame_decoder, data, max_size, "frame")
 
 
 def encode_item(item: Item) -> bytes:
@@ -216,14 +224,7 @@ def batch_overhead(origin: str) -> int:
 
 def decode_batch(data: bytes, max_size: int) -> Batch:
     """The batch in ``data``, or :class:`WireError` saying what is wrong."""
-    if len(data) > max_size:
-        raise WireError(f"batch of {len(data)} bytes exceeds the limit of {max_size}")
-    try:
-        batch = _batch_decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise WireError(f"invalid batch: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise WireError(f"undecodable batch: {exc}") from None
+    batch = _decode(_batch_decoder, data, max_size, "batch")
     if not 0 < len(batch.items) <= MAX_BATCH:
         raise WireError(f"a batch of {len(batch.items)} items (from 1 to {MAX_BATCH})")
     return batch
@@ -234,9 +235,4 @@ def encode_acks(acks: list[AckItem]) -> bytes:
 
 
 def decode_acks(data: bytes) -> list[AckItem]:
-    if len(data) > MAX_ACKS:
-        raise WireError(f"acks of {len(data)} bytes exceed the limit of {MAX_ACKS}")
-    try:
-        return _acks_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise WireError(f"invalid acks: {exc}") from None
+    return _decode(_acks_decoder, data, MAX_ACKS, "acks")
